@@ -1,0 +1,224 @@
+"""LearnedSHAP: a Harsanyi-style head whose decomposition of the logits *is* a Shapley value.
+
+The head reads one token per player (ViT patch tokens; for the 3D-ResNet, the feature grid pooled
+to the tubelets the Shapley core uses) and writes every logit as a sum of interaction terms:
+
+    logit_k = bias_k + sum_i c_ik + sum_{i<j} c_ijk
+
+    c_ik  = w_ik * <u_k, t_i>                         unary: learnable per-player weights w (N, K)
+    c_ijk = W_ij * <q_ik, q_jk>,  q_ik = Q_k t_i      pairwise: learnable symmetric W (N, N), zero
+                                                      diagonal, times a rank-r bilinear form per class
+
+A game made only of unary and pairwise Harsanyi dividends has Shapley values
+
+    phi_ik = c_ik + 1/2 sum_j c_ijk                   (each pair split in half between its players)
+
+so efficiency (sum_i phi_i = logit - bias) holds by construction. This is the game of the head
+evaluated on the full input's tokens; it is the *model's* Shapley value only if removing players
+from the input removes exactly their terms. `consistency_loss` trains for that: on random
+coalitions S, the model's output with only S present (the Shapley core's removal: token dropping
+for the ViT, baseline replacement of tubelets for the 3D-ResNet) must match the decomposition of
+the full input restricted to S.
+
+Unlike the public prototype this idea came from, every weight is a parameter created in __init__
+(its weights were created inside forward(), after the optimizer, and never trained), the whole
+N x N pairwise tensor is used (not its diagonal), and pairs are split in half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.train import random_keep
+from shapley.game import make_baseline, tubelet_feature_mask
+
+
+@dataclass
+class HeadConfig:
+    n_players: int        # players of the game: ViT patches or 3D-ResNet tubelets
+    dim: int              # token width
+    n_classes: int
+    rank: int = 8         # rank of each class's bilinear pair form
+    pairwise: bool = True  # ablation switch: False keeps unary terms only
+
+
+@dataclass
+class HeadOutput:
+    logits: Tensor        # (B, K)
+    shapley: Tensor       # (B, N, K) phi_i = c_i + 1/2 sum_j c_ij
+    unary: Tensor         # (B, N, K) c_i
+    pair: Tensor | None   # (B, N, N, K) c_ij, symmetric, zero diagonal (None without pair terms)
+    bias: Tensor          # (K,)
+
+    def restrict(self, keep: Tensor) -> Tensor:
+        """Logits of the decomposition restricted to coalitions `keep` (B, N) bool: (B, K)."""
+        k = keep.to(self.unary.dtype)                                   # (B, N)
+        out = self.bias + (self.unary * k[..., None]).sum(1)
+        if self.pair is not None:
+            both = (k[:, :, None] * k[:, None, :])[..., None]           # (B, N, N, 1)
+            out = out + (self.pair * both).sum((1, 2)) / 2
+        return out
+
+
+class HarsanyiHead(nn.Module):
+    """Unary + pairwise Harsanyi terms over player tokens (B, N, D)."""
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        N, D, K, R = config.n_players, config.dim, config.n_classes, config.rank
+        self.config = config
+        self.norm = nn.LayerNorm(D)
+        self.unary_proj = nn.Linear(D, K, bias=False)              # u_k
+        self.unary_weight = nn.Parameter(torch.ones(N, K))         # w_ik, per player and class
+        self.bias = nn.Parameter(torch.zeros(K))
+        if config.pairwise:
+            self.pair_proj = nn.Linear(D, K * R, bias=False)       # Q_k, rank R per class
+            nn.init.normal_(self.pair_proj.weight, std=0.5 / D ** 0.5)
+            self.pair_weight = nn.Parameter(torch.ones(N, N))      # W_ij, symmetrised in forward
+            self.register_buffer("off_diagonal", 1 - torch.eye(N), persistent=False)
+
+    def pair_weights(self) -> Tensor:
+        """The effective pairwise weights (N, N): symmetric with a zero diagonal."""
+        return (self.pair_weight + self.pair_weight.T) / 2 * self.off_diagonal
+
+    def forward(self, tokens: Tensor, keep: Tensor | None = None) -> HeadOutput:
+        """Decompose the logits of player tokens (B, N, D); absent players (`keep` False) add 0."""
+        B, N, _ = tokens.shape
+        if N != self.config.n_players:
+            raise ValueError(f"the head was built for {self.config.n_players} players but got "
+                             f"{N} tokens; build it with HeadConfig(n_players={N}, ...)")
+        t = self.norm(tokens)
+        unary = self.unary_proj(t) * self.unary_weight                     # (B, N, K)
+        pair = None
+        if self.config.pairwise:
+            K, R = self.config.n_classes, self.config.rank
+            q = self.pair_proj(t).view(B, N, K, R)                          # (B, N, K, R)
+            pair = torch.einsum("bikr,bjkr->bijk", q, q) * self.pair_weights()[..., None]
+        if keep is not None:
+            k = keep.to(unary.dtype)                                        # (B, N)
+            unary = unary * k[..., None]
+            if pair is not None:
+                pair = pair * (k[:, :, None] * k[:, None, :])[..., None]
+        logits = self.bias + unary.sum(1)
+        shapley = unary
+        if pair is not None:
+            logits = logits + pair.sum((1, 2)) / 2
+            shapley = unary + pair.sum(2) / 2
+        return HeadOutput(logits, shapley, unary, pair, self.bias)
+
+
+class LearnedShapViT(nn.Module):
+    """A ViT whose patch tokens feed a HarsanyiHead; removal is token dropping."""
+
+    removal = "drop"
+
+    def __init__(self, backbone: nn.Module, rank: int = 8, pairwise: bool = True):
+        super().__init__()
+        self.backbone = backbone          # models.vit.ViT
+        self.head = HarsanyiHead(HeadConfig(backbone.n_players, backbone.dim,
+                                            backbone.n_classes, rank, pairwise))
+
+    # the token-dropping interface of models.vit.ViT, so the masking game drops tokens here too
+    n_players = property(lambda self: self.backbone.n_players)
+    patch_size = property(lambda self: self.backbone.patch_size)
+    grid = property(lambda self: self.backbone.grid)
+    n_classes = property(lambda self: self.backbone.n_classes)
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.backbone.embed(x)
+
+    def encode(self, seq: Tensor, keep: Tensor | None = None) -> Tensor:
+        return self.backbone.encode(seq, keep)
+
+    def forward_head(self, tokens: Tensor, keep: Tensor | None = None) -> Tensor:
+        return self.decompose_tokens(tokens, keep).logits
+
+    def decompose_tokens(self, tokens: Tensor, keep: Tensor | None = None) -> HeadOutput:
+        return self.head(tokens[:, self.backbone.n_prefix:], keep)
+
+    def explain(self, x: Tensor, keep: Tensor | None = None) -> HeadOutput:
+        """Logits and their Shapley decomposition in one forward pass."""
+        return self.decompose_tokens(self.backbone.forward_features(x, keep), keep)
+
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        return self.explain(x, keep).logits
+
+    def masked_logits(self, x: Tensor, keep: Tensor) -> Tensor:
+        """The model's output with only the players in `keep` (B, N) present."""
+        return self(x, keep)
+
+
+class LearnedShapR3D(nn.Module):
+    """A 3D-ResNet whose feature grid, pooled to tubelets, feeds a HarsanyiHead.
+
+    Removal is baseline replacement of the tubelets' pixels (a 3D-ResNet cannot drop inputs),
+    the same as the masking game's `removal="baseline"` with the same baseline and grid.
+    """
+
+    removal = "baseline"
+
+    def __init__(self, backbone: nn.Module, tubelets: tuple[int, int, int] = (4, 2, 2),
+                 baseline: str = "blur", rank: int = 8, pairwise: bool = True):
+        super().__init__()
+        self.backbone = backbone          # models.resnet_3d.ResNet3D or TorchvisionR3D
+        self.tubelets, self.baseline = tuple(tubelets), baseline
+        width = backbone.head.in_features if hasattr(backbone, "head") else backbone.net.fc.in_features
+        n = tubelets[0] * tubelets[1] * tubelets[2]
+        self.head = HarsanyiHead(HeadConfig(n, width, backbone.n_classes, rank, pairwise))
+
+    n_classes = property(lambda self: self.backbone.n_classes)
+    feature_layer = property(lambda self: self.backbone.feature_layer)
+
+    @property
+    def n_players(self) -> int:
+        return self.head.config.n_players
+
+    def tokens(self, x: Tensor) -> Tensor:
+        """Tubelet tokens (B, N, C): the feature grid average-pooled to the tubelet grid."""
+        grid = self.backbone.forward_features(x)                           # (B, C, T', H', W')
+        if any(g % t for g, t in zip(grid.shape[2:], self.tubelets)):
+            raise ValueError(f"feature grid {tuple(grid.shape[2:])} cannot be pooled to tubelets "
+                             f"{self.tubelets}; choose a tubelet grid that divides it")
+        cells = F.adaptive_avg_pool3d(grid, self.tubelets)                # (B, C, gt, gh, gw)
+        return cells.flatten(2).transpose(1, 2)                            # (B, N, C), time-major
+
+    def explain(self, x: Tensor) -> HeadOutput:
+        return self.head(self.tokens(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.explain(x).logits
+
+    def masked_logits(self, x: Tensor, keep: Tensor) -> Tensor:
+        """The model's output with the tubelets outside `keep` (B, N) replaced by the baseline."""
+        mask = tubelet_feature_mask(*x.shape[-3:], grid=self.tubelets).to(x.device)  # (T, H, W)
+        base = torch.stack([make_baseline(clip, self.baseline) for clip in x])
+        present = keep[:, mask][:, None]                                   # (B, 1, T, H, W)
+        return self(torch.where(present, x, base))
+
+
+def consistency_loss(model: nn.Module, full: HeadOutput, x: Tensor, keep: Tensor) -> Tensor:
+    """Mean squared gap between the model on x restricted to `keep` and the restricted decomposition."""
+    return F.mse_loss(model.masked_logits(x, keep), full.restrict(keep))
+
+
+def learned_shap_loss(consistency: float = 1.0, drop_prob: float = 1.0):
+    """Training loss: cross-entropy on full inputs + `consistency` x the consistency loss.
+
+    Each step draws one random coalition per example (for a `drop_prob` share of the batch; the
+    rest are left full), so the head is trained jointly with the backbone, on the model's game.
+    """
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
+        x, y = batch["x"], batch["y"]
+        full = model.explain(x)
+        loss = F.cross_entropy(full.logits, y)
+        if consistency > 0:
+            keep = random_keep(len(x), model.n_players, drop_prob, gen, x.device)
+            loss = loss + consistency * consistency_loss(model, full, x, keep)
+        return loss, full.logits
+
+    return loss_fn

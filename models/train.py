@@ -1,0 +1,165 @@
+"""One training loop for every model here, and checkpoints that fail loudly and clearly.
+
+`train` runs epochs with tqdm progress, prints per-epoch loss and accuracy, is fully determined by
+its seed (model init is the caller's: see `seeded`), and picks CUDA when present. A loss other than
+cross-entropy (LearnedSHAP's consistency loss) plugs in through `loss_fn`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+# loss_fn(model, batch, generator) -> (loss, logits): one step's loss and the logits scored for accuracy
+LossFn = Callable[[nn.Module, dict[str, Tensor], torch.Generator], tuple[Tensor, Tensor]]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (e.g. building a model) under a fixed seed, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def random_keep(batch: int, n_players: int, drop_prob: float, generator: torch.Generator,
+                device: torch.device | str = "cpu") -> Tensor:
+    """Masks (B, N) for masked training: a `drop_prob` share of rows lose a uniform random subset.
+
+    As ViT-Shapley fine-tunes with random masking, this makes the model's outputs on partial
+    inputs meaningful, which is what the masking game (and so every Shapley value) evaluates.
+    """
+    keep = torch.ones(batch, n_players, dtype=torch.bool)
+    masked = torch.rand(batch, generator=generator) < drop_prob              # (B,)
+    share = torch.rand(batch, 1, generator=generator)                         # (B, 1)
+    random = torch.rand(batch, n_players, generator=generator) < share       # (B, N)
+    keep[masked] = random[masked]
+    return keep.to(device)
+
+
+def cross_entropy_loss(drop_prob: float = 0.0) -> LossFn:
+    """Cross-entropy; with `drop_prob` > 0, ViT inputs are also trained with random patches dropped."""
+
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
+        x, y = batch["x"], batch["y"]
+        if drop_prob > 0 and hasattr(model, "n_players"):
+            logits = model(x, random_keep(len(x), model.n_players, drop_prob, gen, x.device))
+        else:
+            logits = model(x)
+        return F.cross_entropy(logits, y), logits
+
+    return loss_fn
+
+
+def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float = 3e-3,
+          weight_decay: float = 0.05, seed: int = 0, loss_fn: LossFn | None = None,
+          test_loader: DataLoader | None = None, device: torch.device | str | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
+    """Train with AdamW and a cosine schedule; returns one dict per epoch (loss, accuracies, time)."""
+    device = torch.device(device) if device is not None else default_device()
+    loss_fn = loss_fn or cross_entropy_loss()
+    gen = torch.Generator().manual_seed(seed)   # masks and other training randomness
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * len(train_loader)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    history = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        start, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        for batch in bar:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss, logits = loss_fn(model, batch, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            n = len(batch["y"])
+            total += n
+            loss_sum += loss.item() * n
+            correct += (logits.argmax(1) == batch["y"]).sum().item()
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}")
+        row = {"epoch": epoch, "loss": loss_sum / total, "train_acc": correct / total,
+               "seconds": time.perf_counter() - start}
+        if test_loader is not None:
+            row["test_acc"] = evaluate(model, test_loader, device)
+        history.append(row)
+        log(f"epoch {epoch}/{epochs}  loss {row['loss']:.4f}  train acc {row['train_acc']:.3f}"
+            + (f"  test acc {row['test_acc']:.3f}" if "test_acc" in row else "")
+            + f"  ({row['seconds']:.1f} s)")
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | None = None) -> float:
+    """Accuracy of `model` on `loader` (model put in eval mode, its mode restored after)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for batch in loader:
+            logits = model(batch["x"].to(device))
+            correct += (logits.argmax(1).cpu() == batch["y"]).sum().item()
+            total += len(batch["y"])
+    finally:
+        model.train(was_training)
+    return correct / max(total, 1)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
+    """Write {state_dict, meta} atomically: a crash never leaves a half-written file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict:
+    """Read a checkpoint with weights_only=True; load it into `model` if given; return it."""
+    path = Path(path)
+    fix = f"delete {path} and run `make build` to retrain it"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; run `make build` to train the models")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: "
+                              f"{str(err)[:200]}); {fix}") from err
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this project; {fix}")
+    if model is not None:
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as err:
+            raise CheckpointError(f"checkpoint {path} does not match the model "
+                                  f"{type(model).__name__} ({str(err)[:300]}); {fix}") from err
+    return ckpt

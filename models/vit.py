@@ -1,0 +1,226 @@
+"""Vision Transformer on top of timm, with patch tokens exposed and token dropping.
+
+`ViT` wraps a timm `VisionTransformer` (our small CPU configurations, or any timm model name with
+`pretrained=True` for users who have the weights) and adds what Shapley explanations need:
+
+- `forward_features(x, keep)` returns the token sequence after the blocks, like timm, but can run
+  on a subset of patches: `keep` (B, N) bool says which patches are present. Missing patches are
+  *dropped* from the sequence (not zeroed), as ViT-Shapley does, so they cannot influence anything.
+- `forward_head(tokens, keep)` pools and classifies (class token, or a mean over present patches).
+
+Inputs are images in [0, 1]; normalisation happens inside the model so that every explainer and
+baseline works in image space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+import huggingface_hub.constants as hf_constants
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import Tensor, nn
+
+
+@dataclass
+class ViTConfig:
+    image_size: int = 32
+    patch_size: int = 8       # 32 / 8 -> a 4 x 4 grid: 16 players, exact Shapley values are cheap
+    n_classes: int = 4
+    dim: int = 48
+    depth: int = 4
+    heads: int = 3
+    mlp_ratio: float = 2.0
+    # torch's fused CPU attention is ~2x slower than plain matmuls on 5-17 token sequences, and
+    # exact Shapley values evaluate 65536 of them per image; timm's plain path is numerically equal.
+    fused_attn: bool = False
+    in_chans: int = 3
+    global_pool: str = "token"  # "token" (class token) or "avg" (mean over present patches)
+    timm_name: str = ""       # a timm model name instead of the small configuration above
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+
+
+class ViT(nn.Module):
+    """A timm VisionTransformer whose patches can be removed by token dropping."""
+
+    def __init__(self, config: ViTConfig, backbone: VisionTransformer | None = None):
+        super().__init__()
+        self.config = config
+        if backbone is None:
+            if config.image_size % config.patch_size:
+                raise ValueError(
+                    f"image size {config.image_size} is not a multiple of patch size "
+                    f"{config.patch_size}; choose sizes that tile the image")
+            backbone = VisionTransformer(
+                img_size=config.image_size, patch_size=config.patch_size,
+                in_chans=config.in_chans, num_classes=config.n_classes,
+                embed_dim=config.dim, depth=config.depth, num_heads=config.heads,
+                mlp_ratio=config.mlp_ratio, global_pool=config.global_pool)
+        if not isinstance(backbone, VisionTransformer):
+            raise TypeError(f"ViT wraps timm VisionTransformer models, got {type(backbone).__name__}")
+        for block in backbone.blocks:
+            block.attn.fused_attn = config.fused_attn
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
+
+    # --- geometry -------------------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.backbone.patch_embed.grid_size)
+
+    @property
+    def n_players(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def patch_size(self) -> int:
+        return self.backbone.patch_embed.patch_size[0]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.backbone.patch_embed.img_size)
+
+    @property
+    def n_prefix(self) -> int:
+        return self.backbone.num_prefix_tokens
+
+    @property
+    def n_classes(self) -> int:
+        return self.backbone.num_classes
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.embed_dim
+
+    # --- forward --------------------------------------------------------------------------
+    def embed(self, x: Tensor) -> Tensor:
+        """Patch embeddings with positions, prefix (class) tokens first: (B, P + N, D)."""
+        check_image(x, self.image_size, self.patch_size)
+        vit = self.backbone
+        x = (x - self.mean) / self.std
+        seq = vit._pos_embed(vit.patch_embed(x))   # (B, P + N, D), positions added before dropping
+        return vit.norm_pre(seq)
+
+    def forward_features(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Tokens after the blocks and final norm, (B, P + N, D); dropped patches come back as 0."""
+        return self.encode(self.embed(x), keep)
+
+    def encode(self, seq: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Run the blocks on embedded tokens (B, P + N, D), dropping the patches `keep` excludes."""
+        if keep is None:
+            return self._blocks(seq)
+        keep = check_keep(keep, seq.shape[0], self.n_players).to(seq.device)
+        P, (B, L, D) = self.n_prefix, seq.shape
+        out = seq.new_zeros(B, L, D)
+        sizes = keep.sum(1)                        # (B,)
+        # Rows with the same number of present patches run together as one shorter sequence.
+        for k in sizes.unique().tolist():
+            rows = (sizes == k).nonzero().squeeze(1)                        # (R,)
+            patches = keep[rows].nonzero()[:, 1].view(len(rows), k) + P      # (R, k)
+            prefix = torch.arange(P, device=seq.device).expand(len(rows), P)
+            pos = torch.cat([prefix, patches], 1)[..., None].expand(-1, -1, D)  # (R, P + k, D)
+            sub = self._blocks(seq[rows].gather(1, pos))                    # (R, P + k, D)
+            out = out.index_put((rows,), seq.new_zeros(len(rows), L, D).scatter(1, pos, sub))
+        return out
+
+    def forward_head(self, tokens: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Class logits (B, K) from the tokens of `forward_features`."""
+        vit = self.backbone
+        if vit.global_pool == "token":
+            pooled = tokens[:, 0]                                   # (B, D)
+        elif vit.global_pool == "avg":
+            patches = tokens[:, self.n_prefix:]                     # (B, N, D)
+            if keep is None:
+                pooled = patches.mean(1)
+            else:
+                w = keep.to(patches.dtype)[..., None]               # (B, N, 1)
+                pooled = (patches * w).sum(1) / w.sum(1).clamp(min=1)
+        else:
+            raise ValueError(f"global_pool={vit.global_pool!r} is not supported; use 'token' or 'avg'")
+        return vit.head(vit.head_drop(vit.fc_norm(pooled)))
+
+    def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Logits (B, K); `keep` (B, N) bool removes the patches it marks False."""
+        return self.forward_head(self.forward_features(x, keep), keep)
+
+    def _blocks(self, seq: Tensor) -> Tensor:
+        vit = self.backbone
+        return vit.norm(vit.blocks(seq))
+
+
+def check_image(x: Tensor, image_size: tuple[int, int], patch_size: int) -> None:
+    """Raise an error that says what to do when `x` is not a batch the ViT can read."""
+    if x.ndim != 4:
+        raise ValueError(f"expected images (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
+    H, W = x.shape[-2:]
+    if (H, W) != tuple(image_size):
+        hint = ("" if H % patch_size == 0 and W % patch_size == 0 else
+                f" (and patch size {patch_size} needs a multiple of {patch_size})")
+        raise ValueError(f"image is {H}x{W} but the model expects {image_size[0]}x{image_size[1]}"
+                         f"{hint}; resize the input or build the model with image_size={H}")
+
+
+def check_keep(keep: Tensor, batch: int, n_players: int) -> Tensor:
+    """Validate a (B, N) patch mask; a (N,) mask is shared by the whole batch."""
+    if keep.dtype != torch.bool:
+        raise TypeError(f"keep must be a bool mask, got {keep.dtype}; use keep.bool()")
+    if keep.ndim == 1:
+        keep = keep.expand(batch, -1)
+    if keep.shape != (batch, n_players):
+        raise ValueError(f"keep has shape {tuple(keep.shape)} but the batch needs ({batch}, "
+                         f"{n_players}): one flag per patch and image")
+    return keep
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """Make the Hugging Face hub read its cache only: a missing file fails at once, no retries."""
+    old = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = old
+
+
+def create_vit(config: ViTConfig | str | None = None, *, pretrained: bool = False,
+               n_classes: int | None = None, image_size: int | None = None) -> ViT:
+    """A small ViT from a config, or any timm ViT by name (`pretrained=True` needs its weights)."""
+    if config is None:
+        config = ViTConfig()
+    if isinstance(config, str):
+        config = ViTConfig(timm_name=config)
+    if not config.timm_name:
+        if pretrained:
+            raise ValueError("pretrained=True needs a timm model name, e.g. "
+                             "create_vit('vit_small_patch16_224', pretrained=True)")
+        return ViT(config)
+    kwargs = {}
+    if n_classes is not None:
+        kwargs["num_classes"] = n_classes
+    if image_size is not None:
+        kwargs["img_size"] = image_size
+    try:
+        with hub_offline():
+            backbone = timm.create_model(config.timm_name, pretrained=pretrained, **kwargs)
+    except Exception as err:      # unknown names (RuntimeError), weights not cached (OSError, ...)
+        raise RuntimeError(
+            f"timm could not create {config.timm_name!r} (pretrained={pretrained}): {err}. Check "
+            "the name with timm.list_models('vit*'); pretrained weights must already be in the "
+            "Hugging Face / torch hub cache because this project never downloads at run time"
+        ) from err
+    cfg = backbone.pretrained_cfg or {}
+    pe = backbone.patch_embed
+    config = ViTConfig(**{**asdict(config),
+                          "image_size": pe.img_size[0], "patch_size": pe.patch_size[0],
+                          "n_classes": backbone.num_classes, "dim": backbone.embed_dim,
+                          "depth": len(backbone.blocks), "in_chans": pe.proj.in_channels,
+                          "global_pool": backbone.global_pool, "fused_attn": True,
+                          "mean": tuple(cfg.get("mean", config.mean)),
+                          "std": tuple(cfg.get("std", config.std))})
+    return ViT(config, backbone)

@@ -1,0 +1,211 @@
+"""The project's default models: what they are, how they train, where their checkpoints live.
+
+`load("vit_patches")` returns a trained model, training it first if its checkpoint is missing or
+stale. `python -m models.zoo build` trains every default model (what `make build` runs) and writes
+their test accuracies to `shap_overlays/models.json`, `shap_overlays/models.md` and the README.
+
+Checkpoints are cached in `<cache>/models/` (git-ignored; `LEARNEDSHAP_CACHE` moves it) under a
+fingerprint of the spec and of the source files that define the data and models, so a change to
+either retrains and nothing stale is ever loaded. Quick mode (`LEARNEDSHAP_QUICK=1`, used by the
+tests and CI) trains on less data for fewer epochs and saves under separate names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from torch import nn
+
+import data
+from models.resnet_3d import ResNet3DConfig, create_r3d
+from models.train import (LossFn, cross_entropy_loss, default_device, evaluate, load_checkpoint,
+                          save_checkpoint, seeded, train)
+from models.vit import ViTConfig, create_vit
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "shap_overlays"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How one default model is built and trained."""
+
+    name: str
+    kind: str                     # "vit" or "r3d"
+    dataset: str                  # a name from data.DATASETS
+    config: dict                  # fields of ViTConfig / ResNet3DConfig
+    epochs: int
+    lr: float = 3e-3
+    batch_size: int = 64
+    drop_prob: float = 0.0        # share of training rows with random patches dropped (ViT only)
+    data_options: dict = field(default_factory=dict)
+    quick: dict = field(default_factory=dict)   # overrides for quick mode (epochs, data_options)
+    seed: int = 0
+    description: str = ""
+
+
+SPECS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec("vit_patches", "vit", "patch_game", {"n_classes": 4}, epochs=30, drop_prob=0.5,
+              quick={"epochs": 2, "data_options": {"n_train": 256, "n_test": 128}},
+              description="ViT, 16 patches of 8 px, on patch-game images"),
+    ModelSpec("vit_digits", "vit", "digits", {"n_classes": 10}, epochs=40, batch_size=32,
+              drop_prob=0.3, quick={"epochs": 1},
+              description="ViT, 16 patches of 8 px, on scikit-learn digits (32x32)"),
+    ModelSpec("r3d_video", "r3d", "video", {"n_classes": 4}, epochs=6, batch_size=32,
+              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
+              description="3D-ResNet on synthetic motion clips (8x32x32)"),
+]}
+
+
+def quick_mode(quick: bool | None = None) -> bool:
+    """Quick mode when asked, else when LEARNEDSHAP_QUICK is set to a true value."""
+    if quick is not None:
+        return quick
+    return os.environ.get("LEARNEDSHAP_QUICK", "").lower() in {"1", "true", "yes"}
+
+
+def resolve(spec: ModelSpec | str, quick: bool | None = None) -> ModelSpec:
+    """The spec with quick-mode overrides applied."""
+    if isinstance(spec, str):
+        if spec not in SPECS:
+            raise KeyError(f"no default model {spec!r}; choose one of {sorted(SPECS)}")
+        spec = SPECS[spec]
+    if not quick_mode(quick):
+        return spec
+    q = spec.quick
+    return replace(spec, epochs=q.get("epochs", spec.epochs),
+                   data_options={**spec.data_options, **q.get("data_options", {})},
+                   name=spec.name + "-quick")
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """An untrained model for `spec`, initialised from its seed."""
+    with seeded(spec.seed):
+        if spec.kind == "vit":
+            return create_vit(ViTConfig(**spec.config))
+        if spec.kind == "r3d":
+            return create_r3d(ResNet3DConfig(**spec.config))
+    raise ValueError(f"unknown model kind {spec.kind!r}; expected 'vit' or 'r3d'")
+
+
+def loaders(spec: ModelSpec):
+    """Train and test loaders for the spec's dataset."""
+    kw = dict(batch_size=spec.batch_size, seed=spec.seed, **spec.data_options)
+    return data.get_loader(spec.dataset, "train", **kw), data.get_loader(spec.dataset, "test", **kw)
+
+
+def fingerprint(spec: ModelSpec) -> str:
+    """Hash of the spec and the source of data/ and models/: any change means retraining."""
+    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
+    for folder in ("data", "models"):
+        for path in sorted((ROOT / folder).glob("*.py")):
+            h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LEARNEDSHAP_CACHE", ROOT / ".cache"))
+
+
+def checkpoint_path(spec: ModelSpec) -> Path:
+    return cache_dir() / "models" / f"{spec.name}-{fingerprint(spec)}.pt"
+
+
+@dataclass
+class Trained:
+    model: nn.Module
+    meta: dict        # accuracy, history, training seconds, spec, fingerprint
+    path: Path
+
+
+def loss_for(spec: ModelSpec) -> LossFn:
+    return cross_entropy_loss(spec.drop_prob)
+
+
+def load(name: str, *, quick: bool | None = None, train_missing: bool = True,
+         device=None, progress: bool = True) -> Trained:
+    """The trained default model `name` (training it first when its checkpoint is missing)."""
+    spec = resolve(name, quick)
+    path = checkpoint_path(spec)
+    model = build_model(spec)
+    if not path.exists():
+        if not train_missing:
+            raise FileNotFoundError(f"{spec.name} is not trained yet (no {path}); run `make build`")
+        return fit(spec, device=device, progress=progress)
+    meta = load_checkpoint(path, model)["meta"]
+    return Trained(model.to(device or default_device()).eval(), meta, path)
+
+
+def fit(spec: ModelSpec, *, device=None, progress: bool = True) -> Trained:
+    """Train `spec` from scratch, evaluate it, and save its checkpoint."""
+    print(f"training {spec.name}: {spec.description}")
+    train_loader, test_loader = loaders(spec)
+    model = build_model(spec)
+    start = time.perf_counter()
+    history = train(model, train_loader, epochs=spec.epochs, lr=spec.lr, seed=spec.seed,
+                    loss_fn=loss_for(spec), device=device, progress=progress)
+    seconds = time.perf_counter() - start
+    meta = {"name": spec.name, "accuracy": evaluate(model, test_loader),
+            "train_seconds": seconds, "history": history, "fingerprint": fingerprint(spec),
+            "spec": json.loads(json.dumps(asdict(spec), default=str)),
+            "n_test": len(test_loader.dataset)}
+    path = checkpoint_path(spec)
+    save_checkpoint(path, model, meta)
+    print(f"{spec.name}: test accuracy {meta['accuracy']:.3f} after {seconds:.0f} s -> {path}")
+    return Trained(model.eval(), meta, path)
+
+
+def accuracy_table(rows: list[dict]) -> str:
+    lines = ["| model | data | test accuracy | test examples | training time (s) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| `{r['name']}` | {r['description']} | {100 * r['accuracy']:.1f}% | "
+                     f"{r['n_test']} | {r['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def write_results(rows: list[dict], out_dir: Path = RESULTS_DIR, readme: Path = ROOT / "README.md"):
+    """Save the accuracies (json + markdown) and refresh the README table between its markers."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "models.json").write_text(json.dumps(rows, indent=2) + "\n")
+    table = accuracy_table(rows)
+    (out_dir / "models.md").write_text(table + "\n")
+    if readme.exists():
+        text = readme.read_text()
+        new = re.sub(r"(<!-- models:begin -->\n).*?(<!-- models:end -->)",
+                     lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+        if new != text:
+            readme.write_text(new)
+
+
+def build(names: list[str] | None = None, quick: bool | None = None, progress: bool = True):
+    """Train whatever default model is missing or stale; report every model's accuracy."""
+    rows = []
+    for name in names or list(SPECS):
+        trained = load(name, quick=quick, progress=progress)
+        rows.append({**{k: trained.meta[k] for k in ("name", "accuracy", "train_seconds", "n_test")},
+                     "description": SPECS[name].description})
+    print(accuracy_table(rows))
+    if not quick_mode(quick):
+        write_results(rows)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["build"])
+    parser.add_argument("--models", nargs="*", default=None, help=f"subset of {sorted(SPECS)}")
+    parser.add_argument("--quick", action="store_true", default=None)
+    args = parser.parse_args()
+    build(args.models, args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Models: token dropping, feature grids, the training loop and checkpoints."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from models.resnet_3d import ResNet3DConfig, create_r3d
+from models.train import (CheckpointError, evaluate, load_checkpoint, random_keep,
+                          save_checkpoint, seeded, train)
+from models.vit import ViTConfig, create_vit
+
+
+@pytest.fixture
+def vit():
+    with seeded(0):
+        return create_vit(ViTConfig(dim=24, depth=2, heads=2)).eval()
+
+
+def test_vit_shapes_and_grid(vit):
+    x = torch.rand(3, 3, 32, 32)
+    assert vit.n_players == 16 and vit.grid == (4, 4) and vit.patch_size == 8
+    assert vit(x).shape == (3, 4)
+    assert vit.forward_features(x).shape == (3, 17, 24)   # class token + 16 patches
+
+
+def test_keeping_every_patch_changes_nothing(vit):
+    x = torch.rand(4, 3, 32, 32)
+    keep = torch.ones(4, 16, dtype=torch.bool)
+    torch.testing.assert_close(vit(x, keep), vit(x), rtol=0, atol=1e-6)
+
+
+def test_dropping_equals_running_on_the_kept_tokens_alone(vit):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 3, 32, 32, generator=gen)
+    keep = torch.rand(6, 16, generator=gen) < 0.5
+    keep[0] = False                                          # no patch at all: class token only
+    out = vit(x, keep)
+    for b in range(6):
+        seq = vit.embed(x[b:b + 1])
+        idx = torch.cat([torch.tensor([0]), keep[b].nonzero().squeeze(1) + 1])
+        ref = vit.forward_head(vit.backbone.norm(vit.backbone.blocks(seq[:, idx])))
+        torch.testing.assert_close(out[b:b + 1], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_dropped_patches_have_no_influence(vit):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.rand(1, 3, 32, 32, generator=gen)
+    keep = torch.zeros(1, 16, dtype=torch.bool)
+    keep[0, :5] = True
+    y = x.clone()
+    y[..., 16:, :] = torch.rand(1, 3, 16, 32, generator=gen)   # rows 2-3 of patches: all dropped
+    torch.testing.assert_close(vit(x, keep), vit(y, keep))
+    assert not torch.allclose(vit(x), vit(y))
+
+
+def test_vit_gradient_flows_through_dropping(vit):
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    keep = torch.tensor([[True] * 8 + [False] * 8, [False] * 8 + [True] * 8])
+    vit(x, keep).sum().backward()
+    grad = x.grad.abs().sum(1)                               # (2, 32, 32)
+    assert grad[0, :16].sum() > 0 and grad[0, 16:].sum() == 0
+    assert grad[1, 16:].sum() > 0 and grad[1, :16].sum() == 0
+
+
+def test_vit_bad_inputs_name_the_problem(vit):
+    with pytest.raises(ValueError, match="30x30.*multiple of 8"):
+        vit(torch.rand(1, 3, 30, 30))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        vit(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="one flag per patch"):
+        vit(torch.rand(2, 3, 32, 32), torch.ones(2, 15, dtype=torch.bool))
+    with pytest.raises(TypeError, match="bool"):
+        vit(torch.rand(2, 3, 32, 32), torch.ones(2, 16))
+    with pytest.raises(ValueError, match="multiple of patch size"):
+        create_vit(ViTConfig(image_size=30))
+
+
+def test_timm_model_by_name_drops_tokens():
+    with seeded(0):
+        vit = create_vit("vit_tiny_patch16_224", n_classes=3, image_size=64).eval()
+    assert vit.n_players == 16 and vit.patch_size == 16
+    x = torch.rand(2, 3, 64, 64)
+    keep = torch.ones(2, 16, dtype=torch.bool)
+    torch.testing.assert_close(vit(x, keep), vit(x), rtol=1e-4, atol=1e-4)
+
+
+def test_missing_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(RuntimeError, match="never downloads"):
+        create_vit("vit_tiny_patch16_224", pretrained=True)
+
+
+def test_resnet3d_exposes_its_feature_grid():
+    with seeded(0):
+        net = create_r3d(ResNet3DConfig(n_classes=5, widths=(4, 8, 8))).eval()
+    x = torch.rand(2, 3, 8, 32, 32)
+    feats = net.forward_features(x)
+    assert feats.shape == (2, 8, 4, 4, 4)
+    torch.testing.assert_close(net.forward_head(feats), net(x))
+    with pytest.raises(ValueError, match=r"\(B, C, T, H, W\)"):
+        net(torch.rand(3, 8, 32, 32))
+
+
+def test_torchvision_r3d18_has_the_same_interface():
+    with seeded(0):
+        net = create_r3d("r3d_18", n_classes=7).eval()
+    x = torch.rand(1, 3, 8, 32, 32)
+    feats = net.forward_features(x)
+    assert feats.shape == (1, 512, 1, 2, 2)
+    assert net(x).shape == (1, 7)
+
+
+def test_random_keep_is_seeded_and_respects_drop_prob():
+    a = random_keep(64, 16, 0.5, torch.Generator().manual_seed(0))
+    b = random_keep(64, 16, 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert random_keep(8, 16, 0.0, torch.Generator()).all()
+    full_rows = random_keep(400, 16, 0.5, torch.Generator().manual_seed(1)).all(1).float().mean()
+    assert 0.4 < full_rows < 0.65
+
+
+def _toy_loaders(seed=0):
+    """An easy 2-class image problem: is the image reddish or greenish."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(256, 3, 32, 32, generator=gen) * 0.5
+    y = torch.randint(0, 2, (256,), generator=gen)
+    x[y == 1, 0] += 0.3
+    x[y == 0, 1] += 0.3
+
+    class Dicts(TensorDataset):
+        def __getitem__(self, i):
+            xi, yi = super().__getitem__(i)
+            return {"x": xi, "y": yi}
+
+    return (DataLoader(Dicts(x[:192], y[:192]), batch_size=32, shuffle=True,
+                       generator=torch.Generator().manual_seed(seed)),
+            DataLoader(Dicts(x[192:], y[192:]), batch_size=64))
+
+
+def test_training_improves_accuracy_and_is_seeded():
+    results = []
+    for _ in range(2):
+        train_loader, test_loader = _toy_loaders()
+        with seeded(0):
+            model = create_vit(ViTConfig(dim=24, depth=1, heads=2, n_classes=2))
+        before = evaluate(model, test_loader)
+        hist = train(model, train_loader, epochs=3, lr=3e-3, seed=0, progress=False,
+                     log=lambda s: None, test_loader=test_loader)
+        results.append((before, hist[-1]["test_acc"], hist[-1]["loss"]))
+        assert not model.training
+    (before, after, loss), (_, after2, loss2) = results
+    assert after > max(before, 0.8)
+    assert (after, loss) == (after2, loss2)                  # same seed, same numbers
+
+
+def test_checkpoint_round_trip(tmp_path, vit):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, vit, {"accuracy": 0.5})
+    with seeded(1):
+        other = create_vit(ViTConfig(dim=24, depth=2, heads=2)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert not torch.allclose(other(x), vit(x))
+    meta = load_checkpoint(path, other)["meta"]
+    assert meta == {"accuracy": 0.5}
+    torch.testing.assert_close(other(x), vit(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]   # no temp file left behind
+
+
+def test_corrupt_or_mismatched_checkpoints_name_the_file_and_the_fix(tmp_path, vit):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"(?s)bad\.pt is unreadable.*delete"):
+        load_checkpoint(bad, vit)
+    good = tmp_path / "small.pt"
+    save_checkpoint(good, vit, {})
+    with seeded(0):
+        bigger = create_vit(ViTConfig(dim=32, depth=2, heads=2))
+    with pytest.raises(CheckpointError, match=r"(?s)small\.pt does not match.*retrain"):
+        load_checkpoint(good, bigger)
+    with pytest.raises(FileNotFoundError, match="make build"):
+        load_checkpoint(tmp_path / "missing.pt", vit)
