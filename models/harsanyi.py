@@ -78,7 +78,8 @@ class HarsanyiHead(nn.Module):
         if config.pairwise:
             self.pair_proj = nn.Linear(D, K * R, bias=False)       # Q_k, rank R per class
             nn.init.normal_(self.pair_proj.weight, std=0.5 / D ** 0.5)
-            self.pair_weight = nn.Parameter(torch.ones(N, N))      # W_ij, symmetrised in forward
+            # W_ij, symmetrised in forward; 1/N keeps a player's summed pair terms O(1) at init
+            self.pair_weight = nn.Parameter(torch.full((N, N), 1.0 / N))
             self.register_buffer("off_diagonal", 1 - torch.eye(N), persistent=False)
 
     def pair_weights(self) -> Tensor:

@@ -111,22 +111,29 @@ class ViT(nn.Module):
         return self.encode(self.embed(x), keep)
 
     def encode(self, seq: Tensor, keep: Tensor | None = None) -> Tensor:
-        """Run the blocks on embedded tokens (B, P + N, D), dropping the patches `keep` excludes."""
+        """Run the blocks on embedded tokens (B, P + N, D), dropping the patches `keep` excludes.
+
+        When every row keeps the same number of patches, the kept tokens are gathered into one
+        shorter sequence (the cheapest exact path: the masking game batches coalitions by size).
+        Otherwise the dropped tokens are masked out of every attention's keys, which is the same
+        computation for the kept tokens in one pass (training batches mix sizes).
+        """
         if keep is None:
             return self._blocks(seq)
         keep = check_keep(keep, seq.shape[0], self.n_players).to(seq.device)
         P, (B, L, D) = self.n_prefix, seq.shape
-        out = seq.new_zeros(B, L, D)
-        sizes = keep.sum(1)                        # (B,)
-        # Rows with the same number of present patches run together as one shorter sequence.
-        for k in sizes.unique().tolist():
-            rows = (sizes == k).nonzero().squeeze(1)                        # (R,)
-            patches = keep[rows].nonzero()[:, 1].view(len(rows), k) + P      # (R, k)
-            prefix = torch.arange(P, device=seq.device).expand(len(rows), P)
-            pos = torch.cat([prefix, patches], 1)[..., None].expand(-1, -1, D)  # (R, P + k, D)
-            sub = self._blocks(seq[rows].gather(1, pos))                    # (R, P + k, D)
-            out = out.index_put((rows,), seq.new_zeros(len(rows), L, D).scatter(1, pos, sub))
-        return out
+        present = torch.cat([keep.new_ones(B, P), keep], 1)                 # (B, P + N)
+        sizes = keep.sum(1)                                                 # (B,)
+        if bool((sizes == sizes[0]).all()):
+            k = int(sizes[0])
+            pos = present.nonzero()[:, 1].view(B, P + k)[..., None].expand(-1, -1, D)
+            sub = self._blocks(seq.gather(1, pos))                          # (B, P + k, D)
+            return seq.new_zeros(B, L, D).scatter(1, pos, sub)
+        bias = seq.new_zeros(B, 1, 1, L).masked_fill(~present[:, None, None, :], float("-inf"))
+        x = seq
+        for block in self.backbone.blocks:
+            x = block(x, attn_mask=bias)                                    # (B, P + N, D)
+        return self.backbone.norm(x) * present[..., None]
 
     def forward_head(self, tokens: Tensor, keep: Tensor | None = None) -> Tensor:
         """Class logits (B, K) from the tokens of `forward_features`."""

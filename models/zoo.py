@@ -24,6 +24,7 @@ from pathlib import Path
 from torch import nn
 
 import data
+from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
 from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.train import (LossFn, cross_entropy_loss, default_device, evaluate, load_checkpoint,
                           save_checkpoint, seeded, train)
@@ -38,7 +39,7 @@ class ModelSpec:
     """How one default model is built and trained."""
 
     name: str
-    kind: str                     # "vit" or "r3d"
+    kind: str                     # "vit", "r3d", "learned_vit" or "learned_r3d"
     dataset: str                  # a name from data.DATASETS
     config: dict                  # fields of ViTConfig / ResNet3DConfig
     epochs: int
@@ -47,12 +48,14 @@ class ModelSpec:
     drop_prob: float = 0.0        # share of training rows with random patches dropped (ViT only)
     data_options: dict = field(default_factory=dict)
     quick: dict = field(default_factory=dict)   # overrides for quick mode (epochs, data_options)
+    head: dict = field(default_factory=dict)    # LearnedSHAP head: rank, pairwise, consistency, ...
+    plain: str = ""               # the plain-head model with the same backbone, for comparison
     seed: int = 0
     description: str = ""
 
 
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    ModelSpec("vit_patches", "vit", "patch_game", {"n_classes": 4}, epochs=30, drop_prob=0.5,
+    ModelSpec("vit_patches", "vit", "patch_game", {"n_classes": 4}, epochs=12, drop_prob=0.5,
               quick={"epochs": 2, "data_options": {"n_train": 256, "n_test": 128}},
               description="ViT, 16 patches of 8 px, on patch-game images"),
     ModelSpec("vit_digits", "vit", "digits", {"n_classes": 10}, epochs=40, batch_size=32,
@@ -61,6 +64,23 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("r3d_video", "r3d", "video", {"n_classes": 4}, epochs=6, batch_size=32,
               quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
               description="3D-ResNet on synthetic motion clips (8x32x32)"),
+    ModelSpec("learned_vit_patches", "learned_vit", "patch_game", {"n_classes": 4}, epochs=12,
+              drop_prob=0.5, head={"consistency": 10.0}, plain="vit_patches",
+              quick={"epochs": 2, "data_options": {"n_train": 256, "n_test": 128}},
+              description="LearnedSHAP ViT (Harsanyi head), 16 patches, patch-game images"),
+    ModelSpec("vit_patches64", "vit", "patch_game64", {"n_classes": 4, "image_size": 64},
+              epochs=20, drop_prob=0.5,
+              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
+              description="ViT, 64 patches of 8 px, on 64x64 patch-game images"),
+    ModelSpec("learned_vit_patches64", "learned_vit", "patch_game64",
+              {"n_classes": 4, "image_size": 64}, epochs=20, drop_prob=0.5,
+              head={"consistency": 10.0}, plain="vit_patches64",
+              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
+              description="LearnedSHAP ViT (Harsanyi head), 64 patches, 64x64 patch-game images"),
+    ModelSpec("learned_r3d_video", "learned_r3d", "video", {"n_classes": 4}, epochs=6,
+              batch_size=32, head={"consistency": 10.0, "tubelets": (4, 2, 2), "baseline": "blur"},
+              plain="r3d_video", quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
+              description="LearnedSHAP 3D-ResNet (Harsanyi head on 4x2x2 tubelets), motion clips"),
 ]}
 
 
@@ -87,12 +107,17 @@ def resolve(spec: ModelSpec | str, quick: bool | None = None) -> ModelSpec:
 
 def build_model(spec: ModelSpec) -> nn.Module:
     """An untrained model for `spec`, initialised from its seed."""
+    head = {k: v for k, v in spec.head.items() if k in ("rank", "pairwise", "tubelets", "baseline")}
     with seeded(spec.seed):
         if spec.kind == "vit":
             return create_vit(ViTConfig(**spec.config))
         if spec.kind == "r3d":
             return create_r3d(ResNet3DConfig(**spec.config))
-    raise ValueError(f"unknown model kind {spec.kind!r}; expected 'vit' or 'r3d'")
+        if spec.kind == "learned_vit":
+            return LearnedShapViT(create_vit(ViTConfig(**spec.config)), **head)
+        if spec.kind == "learned_r3d":
+            return LearnedShapR3D(create_r3d(ResNet3DConfig(**spec.config)), **head)
+    raise ValueError(f"unknown model kind {spec.kind!r}; expected vit, r3d, learned_vit, learned_r3d")
 
 
 def loaders(spec: ModelSpec):
@@ -126,6 +151,10 @@ class Trained:
 
 
 def loss_for(spec: ModelSpec) -> LossFn:
+    if spec.kind.startswith("learned"):
+        # every row gets a random coalition for the consistency term (drop_prob 1 there); the
+        # classification term always sees the full input
+        return learned_shap_loss(spec.head.get("consistency", 1.0), drop_prob=1.0)
     return cross_entropy_loss(spec.drop_prob)
 
 

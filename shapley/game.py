@@ -137,11 +137,14 @@ class MaskingGame:
         try:
             with torch.no_grad():
                 if self.removal == "drop":
-                    # Similar sizes batch together: the ViT runs one shorter sequence per size.
-                    order = coalitions.sum(1).argsort(stable=True)
+                    # Coalitions of one size run together: the ViT then evaluates one shorter
+                    # sequence per chunk instead of masking attention over all N patches.
+                    sizes = coalitions.sum(1)
+                    order = sizes.argsort(stable=True)
                     seq = model.embed(self.x[None])                          # (1, P + N, D)
-                    out = torch.cat([self._drop(seq, coalitions[idx])
-                                     for idx in order.split(self.batch_size)])
+                    chunks = [idx for group in order.split(sizes.bincount().tolist())
+                              for idx in group.split(self.batch_size) if len(idx)]
+                    out = torch.cat([self._drop(seq, coalitions[idx]) for idx in chunks])
                     out = out[order.argsort()]
                 else:
                     out = torch.cat([self._replace(chunk)

@@ -1,0 +1,203 @@
+"""Is LearnedSHAP the model's Shapley value? Checks against the model's own masking game.
+
+For each held-out example: LearnedSHAP's `phi` (one forward pass) against the exact Shapley values
+of the same model's masking game (token dropping for the ViT, blurred tubelets for the 3D-ResNet),
+the learned pair terms `c_ij` against the game's exact pair dividends (Harsanyi) and against the
+dataset's true interacting pairs, and the *break-even budget*: how many model evaluations
+antithetic permutation sampling and KernelSHAP need to reach LearnedSHAP's error on the same
+examples. With more players than exact enumeration allows (the 64-patch ViT), the reference is
+KernelSHAP with a large budget, as ViT-Shapley does.
+
+    python -m evaluation.learned_report [--quick] [--out shap_overlays/learned_shap.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+import data
+from evaluation.metrics import auroc, pearson, rel_l2
+from models import zoo
+from shapley.exact import exact_shapley
+from shapley.game import MaskingGame
+from shapley.sampling import kernel_shap, permutation_shapley
+
+EXACT_LIMIT = 16        # players up to which the reference is exact enumeration
+
+
+@dataclass
+class Example:
+    x: Tensor            # (C, H, W) or (C, T, H, W)
+    y: int
+    pairs: Tensor | None  # (N, N) bool true interacting pairs, when the dataset has them
+
+
+def examples(spec: zoo.ModelSpec, n: int, seed: int = 1) -> list[Example]:
+    """The first `n` test examples of the model's dataset (a fixed, seeded order)."""
+    ds = data.get_dataset(spec.dataset, "test", seed=spec.seed, **spec.data_options)
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n]
+    out = []
+    for i in idx.tolist():
+        item = ds[i]
+        out.append(Example(item["x"], int(item["y"]), item.get("pairs")))
+    return out
+
+
+def game_for(model: nn.Module, x: Tensor) -> MaskingGame:
+    """The model's own masking game (the removal its consistency loss was trained on)."""
+    if getattr(model, "removal", "drop") == "drop":
+        return MaskingGame(model, x, removal="drop")
+    return MaskingGame(model, x, removal="baseline", baseline=model.baseline,
+                       tubelets=model.tubelets)
+
+
+@torch.no_grad()
+def compare(model: nn.Module, exs: list[Example], reference_budget: int = 20000,
+            progress: bool = True) -> dict:
+    """Per-example agreement of phi (and pairs) with the reference values of the same game."""
+    model.eval()
+    n = model.n_players
+    rows = []
+    for ex in tqdm(exs, desc="LearnedSHAP vs reference", disable=not progress):
+        x = ex.x.to(next(model.parameters()).device)
+        out = model.explain(x[None])
+        target = int(out.logits[0].argmax())
+        phi = out.shapley[0, :, target].double().cpu()                      # (N,)
+        game = game_for(model, x)
+        row = {"target": target, "label": ex.y}
+        if n <= EXACT_LIMIT:
+            ref = exact_shapley(game, n, interactions=True)
+            ref_phi, ref_pairs = ref.values[:, target], ref.pairs_harsanyi[..., target]
+            row["reference_seconds"] = ref.seconds
+        else:
+            ref = kernel_shap(game, n, budget=reference_budget, seed=12345)
+            ref_phi, ref_pairs = ref.values[:, target], None
+            row["reference_seconds"] = ref.seconds
+        row.update(pearson=pearson(phi, ref_phi), rel_l2=rel_l2(phi, ref_phi),
+                   phi=phi.tolist(), reference=ref_phi.tolist())
+        if out.pair is not None:
+            learned_pairs = out.pair[0, :, :, target].double().cpu()       # (N, N)
+            iu = torch.triu_indices(n, n, 1)
+            if ref_pairs is not None:
+                row["pair_pearson_harsanyi"] = pearson(learned_pairs[iu[0], iu[1]],
+                                                       ref_pairs[iu[0], iu[1]])
+            if ex.pairs is not None and ex.pairs.any():
+                truth = ex.pairs[iu[0], iu[1]]
+                row["pair_auroc_truth"] = auroc(learned_pairs[iu[0], iu[1]], truth)
+                if ref_pairs is not None:
+                    row["pair_auroc_truth_exact"] = auroc(ref_pairs[iu[0], iu[1]], truth)
+        rows.append(row)
+    return {"examples": rows, **summarise(rows)}
+
+
+def summarise(rows: list[dict]) -> dict:
+    def stats(key):
+        v = np.array([r[key] for r in rows if key in r and r[key] == r[key]], dtype=float)
+        return None if len(v) == 0 else {"mean": float(v.mean()), "min": float(v.min()),
+                                         "max": float(v.max()), "n": int(len(v))}
+    return {k: stats(k) for k in ("pearson", "rel_l2", "pair_pearson_harsanyi",
+                                  "pair_auroc_truth", "pair_auroc_truth_exact")}
+
+
+def break_even(model: nn.Module, exs: list[Example], learned: dict, budgets: list[int],
+               seeds: tuple[int, ...] = (0, 1, 2), progress: bool = True) -> dict:
+    """Evaluations that permutation sampling and KernelSHAP need to match LearnedSHAP's error.
+
+    The error is the relative L2 distance to the same reference as `compare` (exact values, or
+    the large-budget KernelSHAP), averaged over examples and seeds. The break-even budget is the
+    smallest budget on the grid whose mean error is at most LearnedSHAP's mean error, or None
+    when no budget on the grid reaches it.
+    """
+    n = model.n_players
+    target_error = learned["rel_l2"]["mean"]
+    curves = {}
+    for method, fn in (("permutation", permutation_shapley), ("kernel", kernel_shap)):
+        curve = []
+        min_budget = 2 + 2 * (n - 1) if method == "permutation" else n + 2
+        for budget in [b for b in budgets if b >= min_budget]:
+            errs, evals = [], []
+            for ex, row in tqdm(list(zip(exs, learned["examples"])), leave=False,
+                                desc=f"{method} @ {budget}", disable=not progress):
+                game = game_for(model, ex.x.to(next(model.parameters()).device))
+                ref = torch.tensor(row["reference"], dtype=torch.float64)
+                for seed in seeds:
+                    est = fn(game, n, budget=budget, seed=seed)
+                    errs.append(rel_l2(est.values[:, row["target"]], ref))
+                    evals.append(est.n_evals)
+            curve.append({"budget": budget, "evals": float(np.mean(evals)),
+                          "rel_l2": float(np.mean(errs))})
+        reached = [c for c in curve if c["rel_l2"] <= target_error]
+        curves[method] = {"curve": curve,
+                          "break_even_evals": reached[0]["evals"] if reached else None}
+    return {"learned_rel_l2": target_error, "learned_evals": 1, **curves}
+
+
+def forward_cost(model: nn.Module, plain: nn.Module, x: Tensor, repeats: int = 20) -> dict:
+    """Seconds for one LearnedSHAP explanation (its forward) against the plain model's forward."""
+    def timed(fn):
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        return (time.perf_counter() - start) / repeats
+    with torch.no_grad():
+        t_learned = timed(lambda: model.explain(x))
+        t_plain = timed(lambda: plain(x))
+    return {"learned_seconds": t_learned, "plain_seconds": t_plain, "ratio": t_learned / t_plain}
+
+
+def report(name: str, n_examples: int, budgets: list[int], quick: bool | None = None,
+           reference_budget: int = 20000, progress: bool = True) -> dict:
+    """Everything above for one LearnedSHAP model of the zoo."""
+    spec = zoo.resolve(name, quick)
+    trained = zoo.load(name, quick=quick, progress=progress)
+    plain = zoo.load(zoo.SPECS[name].plain, quick=quick, progress=progress)
+    model = trained.model
+    exs = examples(spec, n_examples)
+    learned = compare(model, exs, reference_budget, progress)
+    batch = torch.stack([e.x for e in exs[:8]]).to(next(model.parameters()).device)
+    return {"model": name, "n_players": model.n_players,
+            "reference": "exact" if model.n_players <= EXACT_LIMIT
+            else f"kernel_shap budget {reference_budget}",
+            "accuracy": trained.meta["accuracy"], "plain_head_accuracy": plain.meta["accuracy"],
+            "agreement": {k: v for k, v in learned.items() if k != "examples"},
+            "break_even": break_even(model, exs, learned, budgets, progress=progress),
+            "cost": forward_cost(model, plain.model, batch),
+            "examples": learned["examples"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", default=None)
+    parser.add_argument("--out", default="shap_overlays/learned_shap.json")
+    args = parser.parse_args()
+    quick = zoo.quick_mode(args.quick)
+    n16, n64 = (4, 2) if quick else (32, 8)
+    budgets16 = [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+    budgets64 = [128, 512, 2048, 8192] if quick else [128, 256, 512, 1024, 2048, 4096, 8192]
+    results = [report("learned_vit_patches", n16, budgets16, quick),
+               report("learned_r3d_video", n16 // 2 if not quick else 2, budgets16, quick),
+               report("learned_vit_patches64", n64, budgets64, quick,
+                      reference_budget=4000 if quick else 20000)]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    for r in results:
+        a, b = r["agreement"], r["break_even"]
+        print(f"{r['model']}: acc {r['accuracy']:.3f} (plain head {r['plain_head_accuracy']:.3f}); "
+              f"pearson {a['pearson']['mean']:.3f} (min {a['pearson']['min']:.3f}), "
+              f"rel L2 {a['rel_l2']['mean']:.3f} vs {r['reference']}; break-even evals: "
+              f"permutation {b['permutation']['break_even_evals']}, "
+              f"kernel {b['kernel']['break_even_evals']}; cost x{r['cost']['ratio']:.2f} a forward")
+
+
+if __name__ == "__main__":
+    main()

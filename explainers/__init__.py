@@ -1,0 +1,36 @@
+"""Every attribution method behind one signature: `explain(method, model, x, target)`.
+
+    from explainers import explain
+    att = explain("gradient_shap", model, x)          # att.values (B, N), att.pixel_map (B, H, W)
+
+Methods (one file each, registered in EXPLAINERS): gradient_shap, captum_gradient_shap,
+integrated_gradients, deeplift_shap, gradcam_pp, attention, attention_rollout, exact,
+permutation, kernel, learned_shap.
+"""
+
+from explainers import (  # noqa: F401  (each module registers its method)
+    attention,
+    attention_rollout,
+    captum_gradient_shap,
+    deeplift_shap,
+    exact,
+    gradcam_pp,
+    gradient_shap,
+    integrated_gradients,
+    kernel,
+    learned_shap,
+    permutation,
+)
+from explainers.base import (
+    EXPLAINERS,
+    Attribution,
+    Cost,
+    Explainer,
+    Players,
+    Result,
+    explain,
+    register,
+)
+
+__all__ = ["EXPLAINERS", "Attribution", "Cost", "Explainer", "Players", "Result", "explain",
+           "register"]

@@ -1,0 +1,29 @@
+"""KernelSHAP (Lundberg & Lee 2017) on the masking game: a weighted regression over coalitions."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from explainers.base import Players, Result, games, register, uncounted
+
+
+@register("kernel")
+def kernel(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed: int,
+           budget: int = 2048, removal: str = "auto", baseline: str | Tensor = "blur",
+           output: str = "logit", batch_size: int = 1024, paired: bool = True) -> Result:
+    """KernelSHAP values with about `budget` model rows per input (paired coalition sampling).
+
+    Each input uses the same `seed`, so its values do not depend on its place in the batch.
+    Removal as for `exact`.
+    """
+    from shapley.sampling import kernel_shap
+
+    values, rows = [], 0
+    per_input = games(model, x, players, removal=removal, baseline=baseline,
+                      batch_size=batch_size, output=output)
+    for game, k in zip(per_input, target.tolist(), strict=True):
+        res = kernel_shap(game, players.n, budget, seed=seed, paired=paired)
+        values.append(res.values[:, k])                                   # (N,)
+        rows += uncounted(game)
+    return Result(values=torch.stack(values).float().to(x.device), uncounted_forwards=rows)

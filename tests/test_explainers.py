@@ -1,0 +1,457 @@
+"""explainers: shapes, known answers, Shapley-core agreement, no side effects, clear errors."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from explainers import EXPLAINERS, Attribution, Result, explain, register
+from explainers.base import HOOK_DICTS
+from models.resnet_3d import ResNet3DConfig, create_r3d
+from models.train import seeded
+from models.vit import ViTConfig, create_vit
+from shapley.exact import exact_shapley
+from shapley.game import MaskingGame, patch_feature_mask, tubelet_feature_mask
+
+TUBELETS = (2, 2, 2)                       # 8 players on a 4x16x16 clip
+FAST = {                                   # small budgets: every test stays at seconds
+    "gradient_shap": {"n_samples": 16},
+    "captum_gradient_shap": {"n_samples": 16},
+    "integrated_gradients": {"n_steps": 8},
+    "permutation": {"budget": 128},
+    "kernel": {"budget": 128},
+}
+VIT_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
+               "permutation", "kernel", "attention", "attention_rollout", "gradcam_pp"]
+VIDEO_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
+                 "permutation", "kernel", "gradcam_pp", "deeplift_shap"]
+
+
+class Linear(nn.Module):
+    """f(x) = W flatten(x) + b: every attribution method has a known answer on it."""
+
+    def __init__(self, shape: tuple[int, ...], n_classes: int = 3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_classes, int(np.prod(shape))))
+        self.bias = nn.Parameter(torch.randn(n_classes))
+        self.n_classes = n_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.flatten(1) @ self.weight.T + self.bias
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread: two threads mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def vit() -> nn.Module:
+    with seeded(0):
+        return create_vit(ViTConfig(image_size=16, patch_size=8, dim=16, depth=2, heads=2)).eval()
+
+
+@pytest.fixture(scope="module")
+def vit9() -> nn.Module:
+    """Nine players: enough coalitions for samplers to differ from exact enumeration."""
+    with seeded(0):
+        return create_vit(ViTConfig(image_size=12, patch_size=4, dim=16, depth=2, heads=2)).eval()
+
+
+@pytest.fixture(scope="module")
+def r3d() -> nn.Module:
+    with seeded(0):
+        return create_r3d(ResNet3DConfig(widths=(4, 8), blocks=(1, 1),
+                                         strides=((1, 2, 2), (2, 2, 2)))).eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> Tensor:
+    return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))   # (B, C, H, W)
+
+
+@pytest.fixture(scope="module")
+def clips() -> Tensor:
+    return torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(2))
+
+
+def run(method: str, model: nn.Module, x: Tensor, **kw) -> Attribution:
+    if x.ndim == 5 and "feature_mask" not in kw:
+        kw.setdefault("tubelets", TUBELETS)
+    return explain(method, model, x, **{**FAST.get(method, {}), **kw})
+
+
+# --- shapes -----------------------------------------------------------------------------------
+def test_registry_lists_every_method():
+    assert set(VIT_METHODS) | set(VIDEO_METHODS) <= set(EXPLAINERS)
+
+
+@pytest.mark.parametrize("method", VIT_METHODS)
+def test_vit_shapes(method, vit, images):
+    att = run(method, vit, images)
+    assert att.values.shape == (2, 4) and att.pixel_map.shape == (2, 16, 16)
+    assert att.target.shape == (2,) and att.method == method
+    assert torch.isfinite(att.values).all() and torch.isfinite(att.pixel_map).all()
+    assert att.cost.forwards > 0 and att.cost.seconds > 0
+    if method == "exact":
+        assert att.extras["pairs"].shape == (2, 4, 4)
+        assert att.extras["pairs_harsanyi"].shape == (2, 4, 4)
+
+
+@pytest.mark.parametrize("method", VIDEO_METHODS)
+def test_video_shapes(method, r3d, clips):
+    att = run(method, r3d, clips)
+    assert att.values.shape == (2, 8) and att.pixel_map.shape == (2, 4, 16, 16)
+    assert torch.isfinite(att.values).all() and torch.isfinite(att.pixel_map).all()
+
+
+def test_default_tubelets_are_16_cells(r3d):
+    clip = torch.rand(3, 8, 16, 16)
+    att = explain("integrated_gradients", r3d, clip, n_steps=4)
+    assert att.values.shape == (1, 16) and att.pixel_map.shape == (1, 8, 16, 16)
+
+
+def test_single_input_is_a_batch_of_one(vit, images):
+    one = explain("integrated_gradients", vit, images[1], target=2, n_steps=8)
+    batch = explain("integrated_gradients", vit, images, target=2, n_steps=8)
+    assert one.values.shape == (1, 4)
+    torch.testing.assert_close(one.values[0], batch.values[1], rtol=1e-4, atol=1e-5)
+
+
+def test_target_none_is_the_prediction(vit, images):
+    att = explain("attention", vit, images)
+    assert torch.equal(att.target, vit(images).argmax(1))
+
+
+def test_gradient_values_sum_pixels_per_player(vit, images):
+    att = explain("integrated_gradients", vit, images, target=0, n_steps=8)
+    mask = patch_feature_mask(16, 16, 8)
+    expected = torch.stack([att.pixel_map[:, mask == i].sum(1) for i in range(4)], 1)
+    torch.testing.assert_close(att.values, expected)
+
+
+def test_shapley_pixel_map_paints_values(vit, images):
+    att = explain("exact", vit, images, target=1)
+    torch.testing.assert_close(att.pixel_map, att.values[:, patch_feature_mask(16, 16, 8)])
+
+
+# --- known answers ----------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_shap",
+                                    "captum_gradient_shap", "deeplift_shap", "exact",
+                                    "permutation", "kernel"])
+@pytest.mark.parametrize("shape", [(3, 8, 8), (3, 4, 8, 8)], ids=["image", "video"])
+def test_linear_model_gives_w_times_x_minus_baseline(method, shape):
+    """On f = w.x + b every method's player value is sum over its pixels of w (x - baseline)."""
+    torch.manual_seed(0)
+    model = Linear(shape)
+    x = torch.rand(2, *shape)
+    baseline = torch.rand(*shape)
+    mask = (patch_feature_mask(8, 8, 4) if len(shape) == 3
+            else tubelet_feature_mask(4, 8, 8, (2, 2, 2)))
+    target = torch.tensor([2, 0])
+    options = {"integrated_gradients": {"baseline": baseline, "n_steps": 8},
+               "exact": {"baseline": baseline}, "permutation": {"baseline": baseline},
+               "kernel": {"baseline": baseline, "budget": 512},
+               }.get(method, {"background": baseline[None], "n_samples": 8})
+    if method == "deeplift_shap":
+        options = {"background": baseline[None]}
+    att = explain(method, model, x, target, feature_mask=mask, **options)
+    w = model.weight.detach()[target].view(2, *shape)                     # (B, C, *S)
+    pixels = (w * (x - baseline)).sum(1)                                   # (B, *S)
+    expected = torch.stack([pixels[:, mask == i].sum(1) for i in range(int(mask.max()) + 1)], 1)
+    torch.testing.assert_close(att.values, expected, rtol=1e-4, atol=1e-4)
+    # efficiency: the values add up to f(x) - f(baseline)
+    gap = model(x)[[0, 1], target] - model(baseline[None])[0, target]
+    torch.testing.assert_close(att.values.sum(1), gap.detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_exact_is_the_shapley_core(vit, images):
+    target = torch.tensor([3, 1])
+    att = explain("exact", vit, images, target)
+    for i in range(2):
+        core = exact_shapley(MaskingGame(vit, images[i]), 4)
+        torch.testing.assert_close(att.values[i], core.values[:, target[i]].float())
+        torch.testing.assert_close(att.extras["pairs"][i], core.pairs_sii[:, :, target[i]].float())
+    assert att.cost.forwards == 2 * 2**4                     # token dropping: 2^N rows per input
+
+
+def test_exact_on_video_is_the_shapley_core(r3d, clips):
+    att = explain("exact", r3d, clips, 0, tubelets=TUBELETS, baseline="zeros")
+    game = MaskingGame(r3d, clips[1], baseline="zeros", tubelets=TUBELETS)
+    torch.testing.assert_close(att.values[1], exact_shapley(game, 8).values[:, 0].float())
+
+
+def test_permutation_with_a_big_budget_approaches_exact(vit9):
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    exact = explain("exact", vit9, x, 0).values
+    errors = [(explain("permutation", vit9, x, 0, budget=b).values - exact).norm()
+              for b in (64, 2048)]
+    assert errors[1] < errors[0]
+    assert errors[1] < 0.1 * exact.norm()
+
+
+def test_deeplift_shap_is_complete_on_the_3d_resnet(r3d, clips):
+    """DeepLift's attributions add up to f(x) - mean f(reference): the reused ReLUs are split."""
+    refs = torch.stack([torch.zeros_like(clips[0]), torch.full_like(clips[0], 0.5)])
+    att = explain("deeplift_shap", r3d, clips, 1, tubelets=TUBELETS, background=refs)
+    with torch.no_grad():
+        gap = r3d(clips)[:, 1] - r3d(refs)[:, 1].mean()
+    torch.testing.assert_close(att.values.sum(1), gap, rtol=1e-3, atol=1e-4)
+
+
+def test_attention_is_the_class_token_row_of_the_last_block(vit, images):
+    probs = []
+    drop = vit.backbone.blocks[-1].attn.attn_drop   # sees the probabilities on the plain path
+    handle = drop.register_forward_hook(lambda m, i, o: probs.append(i[0]))
+    try:
+        with torch.no_grad():
+            vit(images)
+    finally:
+        handle.remove()
+    expected = probs[0].mean(1)[:, 0, 1:]                                  # (B, N)
+    torch.testing.assert_close(explain("attention", vit, images).values, expected)
+    fused = copy.deepcopy(vit)
+    for block in fused.backbone.blocks:
+        block.attn.fused_attn = True
+    torch.testing.assert_close(explain("attention", fused, images).values, expected)
+
+
+def test_rollout_of_one_block_without_residual_is_attention(images):
+    with seeded(0):
+        one = create_vit(ViTConfig(image_size=16, patch_size=8, dim=16, depth=1, heads=2))
+    torch.testing.assert_close(explain("attention_rollout", one, images, residual=0.0).values,
+                               explain("attention", one, images).values)
+
+
+def test_gradcam_pp_maps_are_scaled_to_unit_range(vit, r3d, images, clips):
+    for model, x in [(vit, images), (r3d, clips)]:
+        m = run("gradcam_pp", model, x).pixel_map
+        assert m.min() >= -0.05 and m.max() <= 1.05      # scipy's cubic zoom may overshoot a bit
+
+
+def test_cost_counts_rows(vit, images):
+    att = explain("integrated_gradients", vit, images, target=0, n_steps=8)
+    assert (att.cost.forwards, att.cost.backwards) == (16, 16)
+    att = explain("attention", vit, images)
+    assert (att.cost.forwards, att.cost.backwards) == (4, 0)   # prediction + one pass
+
+
+# --- reproducibility --------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["gradient_shap", "captum_gradient_shap", "permutation",
+                                    "kernel"])
+def test_same_seed_same_attributions(method, vit9):
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
+    options = {**FAST.get(method, {}), "budget": 32} if method in ("permutation", "kernel") else {}
+    a = run(method, vit9, x, target=1, seed=7, **options)
+    b = run(method, vit9, x, target=1, seed=7, **options)
+    c = run(method, vit9, x, target=1, seed=8, **options)
+    assert torch.equal(a.values, b.values) and torch.equal(a.pixel_map, b.pixel_map)
+    assert not torch.equal(a.values, c.values)
+
+
+def test_an_input_does_not_depend_on_its_batch(vit, images):
+    batch = run("gradient_shap", vit, images, target=1)
+    alone = run("gradient_shap", vit, images[1:], target=1)
+    torch.testing.assert_close(batch.values[1], alone.values[0], rtol=1e-4, atol=1e-6)
+
+
+# --- no side effects --------------------------------------------------------------------------
+def hook_counts(model: nn.Module) -> list:
+    return [(name, [tuple(getattr(m, d)) for d in HOOK_DICTS if hasattr(m, d)])
+            for name, m in model.named_modules()]
+
+
+def flaky(model: nn.Module, fail_on: int) -> nn.Module:
+    """A copy of `model` whose forward (or ViT encode) raises on call number `fail_on`."""
+
+    class Flaky(type(model)):
+        def tick(self) -> None:
+            self.calls += 1
+            if self.calls == fail_on:
+                raise RuntimeError("injected failure")
+
+        def forward(self, *args, **kwargs):
+            self.tick()
+            return super().forward(*args, **kwargs)
+
+        def encode(self, *args, **kwargs):       # the ViT's token-dropping path
+            self.tick()
+            return super().encode(*args, **kwargs)
+
+    model = copy.deepcopy(model)
+    model.__class__ = Flaky
+    model.calls = 0
+    return model
+
+
+def snapshot(model: nn.Module, x: Tensor) -> dict:
+    return {"modes": [m.training for m in model.modules()], "hooks": hook_counts(model),
+            "grads": [p.grad for p in model.parameters()],
+            "requires": [p.requires_grad for p in model.parameters()],
+            "torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(),
+            "python": random.getstate(), "x": x.clone(), "x_requires": x.requires_grad,
+            "grad_enabled": torch.is_grad_enabled()}
+
+
+def assert_untouched(model: nn.Module, x: Tensor, before: dict) -> None:
+    after = snapshot(model, x)
+    assert after["modes"] == before["modes"]
+    assert after["hooks"] == before["hooks"]
+    assert all(a is b for a, b in zip(after["grads"], before["grads"], strict=True))
+    assert after["requires"] == before["requires"]
+    assert torch.equal(after["torch"], before["torch"])
+    assert np.array_equal(after["numpy"], before["numpy"])
+    assert after["python"] == before["python"]
+    assert torch.equal(after["x"], before["x"]) and after["x_requires"] == before["x_requires"]
+    assert after["grad_enabled"] == before["grad_enabled"]
+
+
+def prepared(model: nn.Module) -> nn.Module:
+    """Training mode, a user hook and stored gradients: all must survive an explanation."""
+    model.train()
+    model.register_forward_hook(lambda m, i, o: None)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    return model
+
+
+@pytest.mark.parametrize("method", sorted(set(VIT_METHODS) | set(VIDEO_METHODS)))
+def test_no_side_effects(method, vit, r3d, images, clips):
+    model, x = (copy.deepcopy(vit), images) if method in VIT_METHODS else (copy.deepcopy(r3d),
+                                                                         clips)
+    model = prepared(model)
+    x = x.clone()
+    before = snapshot(model, x)
+    run(method, model, x)
+    assert_untouched(model, x, before)
+
+
+@pytest.mark.parametrize("method", sorted(set(VIT_METHODS) | set(VIDEO_METHODS)))
+def test_no_side_effects_after_an_error(method, vit, r3d, images, clips):
+    base, x = (vit, images) if method in VIT_METHODS else (r3d, clips)
+    model = prepared(flaky(base, fail_on=2))     # call 1 predicts the target, call 2 raises
+    x = x.clone()
+    before = snapshot(model, x)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run(method, model, x)
+    assert_untouched(model, x, before)
+
+
+def test_explain_under_no_grad_still_works(vit, images):
+    with torch.no_grad():
+        att = explain("integrated_gradients", vit, images, 0, n_steps=4)
+        assert not torch.is_grad_enabled()
+    assert att.values.abs().sum() > 0
+
+
+# --- errors -----------------------------------------------------------------------------------
+def test_unknown_method_lists_the_valid_ones(vit, images):
+    with pytest.raises(ValueError, match="unknown method 'shapley'.*gradient_shap"):
+        explain("shapley", vit, images)
+
+
+def test_unknown_option_lists_the_accepted_ones(vit, images):
+    with pytest.raises(TypeError, match="n_sample.*n_steps"):
+        explain("integrated_gradients", vit, images, n_sample=3)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.rand(3, 16), "expects images"),
+    (torch.rand(1, 2, 3, 16, 16), "expects images"),
+    (torch.rand(0, 3, 16, 16), "empty batch"),
+    (torch.full((1, 3, 16, 16), float("nan")), "NaN or infinite"),
+    (torch.full((1, 3, 16, 16), float("inf")), "NaN or infinite"),
+    (torch.rand(1, 3, 12, 12), "patch size 8 needs a multiple of 8"),
+    (torch.rand(1, 3, 24, 24), "expects 16x16"),
+])
+def test_bad_images(bad, match, vit):
+    with pytest.raises(ValueError, match=match):
+        explain("attention", vit, bad)
+
+
+def test_bad_clips(r3d):
+    with pytest.raises(ValueError, match="expects clips"):
+        explain("gradcam_pp", r3d, torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match="tubelet grid"):
+        explain("gradcam_pp", r3d, torch.rand(1, 3, 5, 16, 16))
+
+
+@pytest.mark.parametrize("target, error, match", [
+    (4, ValueError, "target 4 is out of range.*4 classes"),
+    (-1, ValueError, "out of range"),
+    (torch.tensor([0, 1, 2]), ValueError, "one class per input"),
+    (torch.tensor([0.5, 1.0]), TypeError, "integer class"),
+])
+def test_bad_targets(target, error, match, vit, images):
+    with pytest.raises(error, match=match):
+        explain("attention", vit, images, target)
+
+
+def test_bad_feature_masks(vit, images):
+    with pytest.raises(ValueError, match="attention scores the ViT's own patches"):
+        explain("attention", vit, images, feature_mask=torch.zeros(16, 16).long())
+    model = Linear((3, 16, 16))
+    with pytest.raises(ValueError, match="no patch grid: pass feature_mask"):
+        explain("integrated_gradients", model, images)
+    with pytest.raises(ValueError, match="feature_mask has shape"):
+        explain("integrated_gradients", model, images, feature_mask=torch.zeros(8, 8).long())
+    with pytest.raises(ValueError, match="0..N-1"):
+        explain("integrated_gradients", model, images, feature_mask=torch.ones(16, 16).long())
+
+
+@pytest.mark.parametrize("method, kind, match", [
+    ("attention", "r3d", "attention cannot explain ResNet3D"),
+    ("attention_rollout", "r3d", "attention_rollout cannot explain ResNet3D"),
+    ("deeplift_shap", "vit", "deeplift_shap cannot explain ViT: captum's DeepLift has no rules "
+                             "for GELU/LayerNorm/attention; use gradient_shap or exact"),
+    ("gradcam_pp", "linear", "gradcam_pp cannot explain Linear"),
+])
+def test_methods_name_the_models_they_cannot_explain(method, kind, match, vit, r3d, images,
+                                                     clips):
+    model, x, kw = {"vit": (vit, images, {}), "r3d": (r3d, clips, {"tubelets": TUBELETS}),
+                    "linear": (Linear((3, 16, 16)), images,
+                               {"feature_mask": patch_feature_mask(16, 16, 8)})}[kind]
+    with pytest.raises(ValueError, match=match):
+        explain(method, model, x, **kw)
+
+
+# --- the registry -----------------------------------------------------------------------------
+def test_a_method_registered_later_works(vit, images):
+    @register("uniform_test_method")
+    def uniform(model, x, target, players, *, seed, level: float = 1.0):
+        return Result(values=torch.full((len(x), players.n), level))
+
+    try:
+        att = explain("uniform_test_method", vit, images, level=2.0)
+        assert torch.equal(att.values, torch.full((2, 4), 2.0))
+        assert torch.equal(att.pixel_map, torch.full((2, 16, 16), 2.0))
+    finally:
+        EXPLAINERS.pop("uniform_test_method")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("method", ["gradient_shap", "integrated_gradients", "exact",
+                                    "attention", "gradcam_pp"])
+def test_cuda_matches_cpu(method, vit, images):
+    cpu = run(method, vit, images, target=0)
+    gpu = run(method, copy.deepcopy(vit).cuda(), images.cuda(), target=0)
+    assert gpu.values.device.type == "cuda"
+    torch.testing.assert_close(gpu.values.cpu(), cpu.values, rtol=1e-3, atol=1e-3)
+
+
+def test_deeplift_shap_groups_references_without_changing_the_answer(r3d, clips):
+    refs = torch.rand(5, 3, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    whole = explain("deeplift_shap", r3d, clips[:1], 0, tubelets=TUBELETS, background=refs)
+    grouped = explain("deeplift_shap", r3d, clips[:1], 0, tubelets=TUBELETS, background=refs,
+                      batch_size=4)                   # groups of 2, 2 and 1 references
+    torch.testing.assert_close(grouped.values, whole.values, rtol=1e-4, atol=1e-5)

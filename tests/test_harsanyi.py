@@ -1,0 +1,160 @@
+"""LearnedSHAP head: its phi are the exact Shapley values of its own game, and every weight trains."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models.harsanyi import (HarsanyiHead, HeadConfig, LearnedShapR3D, LearnedShapViT,
+                             consistency_loss, learned_shap_loss)
+from models.resnet_3d import ResNet3DConfig, create_r3d
+from models.train import seeded
+from models.vit import ViTConfig, create_vit
+from shapley.exact import exact_shapley, harsanyi_pairs, coalition_masks
+from shapley.game import MaskingGame
+
+
+@pytest.fixture
+def head():
+    with seeded(0):
+        h = HarsanyiHead(HeadConfig(n_players=6, dim=8, n_classes=3, rank=2))
+        with torch.no_grad():                    # away from the init so every term matters
+            h.pair_weight.normal_()
+            h.unary_weight.normal_()
+            h.bias.normal_()
+    return h
+
+
+def head_game(head, tokens):
+    """The head's own game on one input's tokens: v(S) = its logits with only S present."""
+    return lambda keep: head(tokens.expand(len(keep), -1, -1), keep).logits
+
+
+def test_phi_equals_exact_shapley_values_of_the_heads_game(head):
+    tokens = torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(1))
+    out = head(tokens)
+    with torch.no_grad():
+        exact = exact_shapley(head_game(head, tokens), 6)
+    torch.testing.assert_close(out.shapley[0].double(), exact.values, rtol=0, atol=1e-6)
+    # efficiency by construction: the values sum to the logits minus the bias
+    torch.testing.assert_close(out.shapley.sum(1) + out.bias, out.logits, rtol=0, atol=1e-5)
+
+
+def test_pair_terms_are_the_games_harsanyi_dividends_and_split_in_half(head):
+    tokens = torch.randn(1, 6, 8, generator=torch.Generator().manual_seed(2))
+    out = head(tokens)
+    pair = out.pair[0]                                               # (N, N, K)
+    torch.testing.assert_close(pair, pair.transpose(0, 1))
+    assert pair.diagonal(dim1=0, dim2=1).abs().max() == 0
+    with torch.no_grad():
+        table = head_game(head, tokens)(coalition_masks(6)).double()
+    torch.testing.assert_close(harsanyi_pairs(table), pair.double(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.shapley[0], out.unary[0] + pair.sum(1) / 2)
+
+
+def test_every_weight_is_a_parameter_that_receives_gradients_and_trains(head):
+    names = {n for n, _ in head.named_parameters()}
+    assert {"unary_weight", "pair_weight", "bias", "unary_proj.weight", "pair_proj.weight"} <= names
+    before = {n: p.detach().clone() for n, p in head.named_parameters()}
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        tokens = torch.randn(16, 6, 8, generator=gen)
+        loss = F.cross_entropy(head(tokens).logits, torch.randint(0, 3, (16,), generator=gen))
+        opt.zero_grad()
+        loss.backward()
+        for n, p in head.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, n
+        opt.step()
+    for n, p in head.named_parameters():
+        assert not torch.equal(p, before[n]), f"{n} did not change in training"
+
+
+def test_ablation_without_pairs_is_additive():
+    with seeded(0):
+        h = HarsanyiHead(HeadConfig(n_players=5, dim=4, n_classes=2, pairwise=False))
+    out = h(torch.randn(3, 5, 4))
+    assert out.pair is None and not hasattr(h, "pair_weight")
+    torch.testing.assert_close(out.shapley, out.unary)
+    torch.testing.assert_close(out.logits, out.bias + out.unary.sum(1))
+
+
+def test_wrong_number_of_players_names_the_fix(head):
+    with pytest.raises(ValueError, match="n_players=4"):
+        head(torch.randn(1, 4, 8))
+
+
+class Additive(torch.nn.Module):
+    """A model that is exactly additive over players: removing one removes exactly its term."""
+
+    n_players = 4
+
+    def __init__(self):
+        super().__init__()
+        self.head = HarsanyiHead(HeadConfig(4, 1, 2, pairwise=False))
+
+    def explain(self, x):                              # x: (B, 4) one scalar token per player
+        return self.head(x[..., None])
+
+    def masked_logits(self, x, keep):
+        return self.head(x[..., None], keep).logits
+
+
+def test_consistency_loss_is_zero_for_an_exactly_additive_model():
+    model = Additive()
+    x = torch.randn(8, 4)
+    keep = torch.rand(8, 4, generator=torch.Generator().manual_seed(0)) < 0.5
+    assert consistency_loss(model, model.explain(x), x, keep).item() == pytest.approx(0, abs=1e-12)
+
+
+def tiny_learned_vit(**kw):
+    with seeded(0):
+        return LearnedShapViT(create_vit(ViTConfig(dim=16, depth=1, heads=2)), rank=2, **kw)
+
+
+def test_learned_vit_phi_is_exact_on_its_game_when_the_backbone_is_token_wise():
+    # With no attention mixing (zero-depth), a patch's token does not depend on the others, so
+    # dropping patches removes exactly their terms: phi must equal the masking game's values.
+    with seeded(0):
+        model = LearnedShapViT(create_vit(ViTConfig(dim=16, depth=0, heads=2)), rank=2).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        out = model.explain(x)
+        exact = exact_shapley(MaskingGame(model, x[0]), 16, interactions=False)
+    torch.testing.assert_close(out.shapley[0].double(), exact.values, rtol=0, atol=1e-4)
+
+
+def test_learned_vit_is_a_vit_for_the_masking_game():
+    model = tiny_learned_vit().eval()
+    x = torch.rand(2, 3, 32, 32)
+    keep = torch.rand(2, 16, generator=torch.Generator().manual_seed(5)) < 0.5
+    game = MaskingGame(model, x[0])
+    assert game.removal == "drop"
+    torch.testing.assert_close(game(keep[:1]), model(x[:1], keep[:1]))
+    assert model.explain(x).shapley.shape == (2, 16, 4)
+
+
+def test_learned_shap_loss_trains_backbone_and_head_and_consistency_switch():
+    gen = torch.Generator().manual_seed(6)
+    batch = {"x": torch.rand(8, 3, 32, 32, generator=gen), "y": torch.randint(0, 4, (8,))}
+    for weight in (0.0, 1.0):
+        model = tiny_learned_vit()
+        loss, logits = learned_shap_loss(consistency=weight)(model, batch, gen)
+        ce = F.cross_entropy(logits, batch["y"])
+        if weight == 0:
+            torch.testing.assert_close(loss, ce)
+        else:
+            assert loss > ce
+        loss.backward()
+        assert model.head.pair_weight.grad.abs().sum() > 0
+        assert model.backbone.backbone.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_learned_r3d_masks_tubelets_with_its_baseline():
+    with seeded(0):
+        model = LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8, 8))), rank=2).eval()
+    x = torch.rand(2, 3, 8, 32, 32)
+    out = model.explain(x)
+    assert out.shapley.shape == (2, 16, 4)
+    keep = torch.rand(2, 16, generator=torch.Generator().manual_seed(7)) < 0.5
+    game = MaskingGame(model, x[1], removal="baseline", baseline="blur", tubelets=(4, 2, 2))
+    torch.testing.assert_close(model.masked_logits(x, keep)[1:], game(keep[1:]))
