@@ -34,9 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shapley.game import make_baseline, patch_feature_mask, tubelet_feature_mask
-
-DEFAULT_TUBELETS = (4, 2, 2)       # (t, h, w) cells over a clip: 16 players
+from shapley.game import DEFAULT_TUBELETS, make_baseline, patch_feature_mask, tubelet_feature_mask
 
 
 # --- what a call returns ----------------------------------------------------------------------

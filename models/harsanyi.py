@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.train import random_keep
-from shapley.game import make_baseline, tubelet_feature_mask
+from shapley.game import DEFAULT_TUBELETS, make_baseline, tubelet_feature_mask
 
 
 @dataclass
@@ -72,14 +72,17 @@ class HarsanyiHead(nn.Module):
         N, D, K, R = config.n_players, config.dim, config.n_classes, config.rank
         self.config = config
         self.norm = nn.LayerNorm(D)
+        # Player tokens are correlated (much of an image is background), so the sums over N
+        # players grow like N: scaling the initial weights by 16 / N keeps the initial logits O(1)
+        # for any grid (and leaves them at 1 and 1/N up to the default 16 players).
+        scale = min(1.0, 16 / N)
         self.unary_proj = nn.Linear(D, K, bias=False)              # u_k
-        self.unary_weight = nn.Parameter(torch.ones(N, K))         # w_ik, per player and class
+        self.unary_weight = nn.Parameter(torch.full((N, K), scale))  # w_ik, per player and class
         self.bias = nn.Parameter(torch.zeros(K))
         if config.pairwise:
             self.pair_proj = nn.Linear(D, K * R, bias=False)       # Q_k, rank R per class
             nn.init.normal_(self.pair_proj.weight, std=0.5 / D ** 0.5)
-            # W_ij, symmetrised in forward; 1/N keeps a player's summed pair terms O(1) at init
-            self.pair_weight = nn.Parameter(torch.full((N, N), 1.0 / N))
+            self.pair_weight = nn.Parameter(torch.full((N, N), scale / N))  # W_ij, symmetrised
             self.register_buffer("off_diagonal", 1 - torch.eye(N), persistent=False)
 
     def pair_weights(self) -> Tensor:
@@ -162,7 +165,7 @@ class LearnedShapR3D(nn.Module):
 
     removal = "baseline"
 
-    def __init__(self, backbone: nn.Module, tubelets: tuple[int, int, int] = (4, 2, 2),
+    def __init__(self, backbone: nn.Module, tubelets: tuple[int, int, int] = DEFAULT_TUBELETS,
                  baseline: str = "blur", rank: int = 8, pairwise: bool = True):
         super().__init__()
         self.backbone = backbone          # models.resnet_3d.ResNet3D or TorchvisionR3D
@@ -206,20 +209,27 @@ def consistency_loss(model: nn.Module, full: HeadOutput, x: Tensor, keep: Tensor
     return F.mse_loss(model.masked_logits(x, keep), full.restrict(keep))
 
 
-def learned_shap_loss(consistency: float = 1.0, drop_prob: float = 1.0):
+def learned_shap_loss(consistency: float = 1.0, drop_prob: float = 1.0, warmup_steps: int = 0):
     """Training loss: cross-entropy on full inputs + `consistency` x the consistency loss.
 
     Each step draws one random coalition per example (for a `drop_prob` share of the batch; the
     rest are left full), so the head is trained jointly with the backbone, on the model's game.
+    The consistency weight ramps up linearly over the first `warmup_steps` steps: from the start
+    it has a trivial minimum (every term zero, constant logits) that a strong weight would pull
+    a still-untrained model into before the classifier has learned anything.
     """
+    step = 0
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
+        nonlocal step
+        weight = consistency * min(1.0, step / warmup_steps) if warmup_steps else consistency
+        step += 1
         x, y = batch["x"], batch["y"]
         full = model.explain(x)
         loss = F.cross_entropy(full.logits, y)
-        if consistency > 0:
+        if weight > 0:
             keep = random_keep(len(x), model.n_players, drop_prob, gen, x.device)
-            loss = loss + consistency * consistency_loss(model, full, x, keep)
+            loss = loss + weight * consistency_loss(model, full, x, keep)
         return loss, full.logits
 
     return loss_fn

@@ -81,7 +81,8 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
     for epoch in range(1, epochs + 1):
         model.train()
         start, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=None if progress else True)   # None: only on a terminal
         for batch in bar:
             batch = {k: v.to(device) for k, v in batch.items()}
             loss, logits = loss_fn(model, batch, gen)

@@ -114,10 +114,10 @@ def test_video_shapes(method, r3d, clips):
     assert torch.isfinite(att.values).all() and torch.isfinite(att.pixel_map).all()
 
 
-def test_default_tubelets_are_16_cells(r3d):
+def test_default_tubelets_are_8_cells(r3d):
     clip = torch.rand(3, 8, 16, 16)
     att = explain("integrated_gradients", r3d, clip, n_steps=4)
-    assert att.values.shape == (1, 16) and att.pixel_map.shape == (1, 8, 16, 16)
+    assert att.values.shape == (1, 8) and att.pixel_map.shape == (1, 8, 16, 16)
 
 
 def test_single_input_is_a_batch_of_one(vit, images):

@@ -5,8 +5,15 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.resnet_3d import ResNet3DConfig, create_r3d
-from models.train import (CheckpointError, evaluate, load_checkpoint, random_keep,
-                          save_checkpoint, seeded, train)
+from models.train import (
+    CheckpointError,
+    evaluate,
+    load_checkpoint,
+    random_keep,
+    save_checkpoint,
+    seeded,
+    train,
+)
 from models.vit import ViTConfig, create_vit
 
 

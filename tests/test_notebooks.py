@@ -12,17 +12,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADIENT_SHAP = ROOT / "gradient_shap" / "gradient_shap.ipynb"
+COMPARISON = ROOT / "analysis" / "comparison.ipynb"
 FIGURES = ["gradientSHAP_ViT.png", "attention_map.png", "gradientSHAP_3d-resnet.png"]
 
 
-def test_notebook_is_committed_clean():
-    nb = nbformat.read(GRADIENT_SHAP, as_version=4)
+def assert_committed_clean(path: Path) -> None:
+    """No outputs, a QUICK flag read from the environment in the first cell, no absolute paths."""
+    nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.outputs == [] and c.execution_count is None for c in code)
     first = code[0].source
     assert "QUICK = " in first and 'os.environ.get("LEARNEDSHAP_QUICK") == "1"' in first
     text = "\n".join(c.source for c in code)
     assert "os.chdir" not in text and "/work/" not in text
+
+
+def test_notebook_is_committed_clean():
+    assert_committed_clean(GRADIENT_SHAP)
+
+
+def test_comparison_notebook_is_committed_clean():
+    assert_committed_clean(COMPARISON)
 
 
 @pytest.mark.slow
@@ -37,6 +47,18 @@ def test_gradient_shap_notebook_runs_in_quick_mode(tmp_path):
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     # executed in memory: the committed notebook keeps no outputs
     test_notebook_is_committed_clean()
+
+
+@pytest.mark.slow
+def test_comparison_notebook_runs_in_quick_mode(tmp_path):
+    # quick mode: the notebook runs the quick benchmark into a temp folder and reads it
+    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(tmp_path / "cache"),
+           "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(COMPARISON),
+                           "--timeout", "600"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert_committed_clean(COMPARISON)
 
 
 @pytest.mark.slow
