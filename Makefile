@@ -6,23 +6,26 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run test bench lint clean
+.PHONY: build run results test bench lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
-run: build                       ## benchmark + every notebook: figures and tables in shap_overlays/
+run: build                       ## results + every notebook: figures and tables in shap_overlays/
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory bench && \
+	$(MAKE) --no-print-directory results && \
 	$(PY) -m tools.run_notebooks $(NOTEBOOKS) && \
 	echo "make run: $$(( $$(date +%s) - start )) s after the build"
+
+results: build                   ## LearnedSHAP report + every explainer on the same models (tables)
+	$(PY) -m evaluation.learned_report
+	$(PY) -m evaluation.benchmark
 
 test: $(VENV)/.installed         ## the test suite (tiny models in quick mode, no network)
 	$(PY) -m pytest
 
-bench: build                     ## every explainer on the default models, LearnedSHAP report, speed
+bench: results                   ## results + speed: exact values of the ViT, sampler convergence
 	$(PY) benchmarks/bench_vit_game.py --images 2
-	$(PY) -m evaluation.learned_report
-	$(PY) -m evaluation.benchmark
+	$(PY) benchmarks/bench_shapley_core.py
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

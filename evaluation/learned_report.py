@@ -9,6 +9,8 @@ examples. With more players than exact enumeration allows (the 64-patch ViT), th
 KernelSHAP with a large budget, as ViT-Shapley does.
 
     python -m evaluation.learned_report [--quick] [--out shap_overlays/learned_shap.json]
+
+The break-even budgets are computed by `python -m evaluation.benchmark` (same functions).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from models import zoo
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame
 from shapley.sampling import kernel_shap, permutation_shapley
+from tools.readme import replace_block
 
 EXACT_LIMIT = 16        # players up to which the reference is exact enumeration
 
@@ -155,13 +158,12 @@ def forward_cost(model: nn.Module, plain: nn.Module, x: Tensor, repeats: int = 2
     return {"learned_seconds": t_learned, "plain_seconds": t_plain, "ratio": t_learned / t_plain}
 
 
-def report(name: str, n_examples: int, budgets: list[int], quick: bool | None = None,
-           reference_budget: int = 20000, n_break_even: int = 8,
-           seeds: tuple[int, ...] = (0, 1), progress: bool = True) -> dict:
-    """Everything above for one LearnedSHAP model of the zoo.
+def report(name: str, n_examples: int, quick: bool | None = None,
+           reference_budget: int = 20000, progress: bool = True) -> dict:
+    """Agreement and cost of one LearnedSHAP model of the zoo on `n_examples` held-out inputs.
 
-    Agreement is measured on `n_examples` held-out inputs; the break-even budgets on the first
-    `n_break_even` of them with each of `seeds` (the samplers' runs dominate the time).
+    The break-even budgets (`break_even` above) are computed once, by the benchmark, into
+    `shap_overlays/results.json`.
     """
     spec = zoo.resolve(name, quick)
     trained = zoo.load(name, quick=quick, progress=progress)
@@ -169,19 +171,35 @@ def report(name: str, n_examples: int, budgets: list[int], quick: bool | None = 
     model = trained.model
     exs = examples(spec, n_examples)
     learned = compare(model, exs, reference_budget, progress)
-    subset = {**learned, "examples": learned["examples"][:n_break_even],
-              **summarise(learned["examples"][:n_break_even])}
     batch = torch.stack([e.x for e in exs[:8]]).to(next(model.parameters()).device)
     return {"model": name, "n_players": model.n_players,
             "reference": "exact" if model.n_players <= EXACT_LIMIT
             else f"kernel_shap budget {reference_budget}",
             "accuracy": trained.meta["accuracy"], "plain_head_accuracy": plain.meta["accuracy"],
             "agreement": {k: v for k, v in learned.items() if k != "examples"},
-            "break_even": {"n_examples": min(n_break_even, len(exs)), "seeds": list(seeds),
-                           **break_even(model, exs[:n_break_even], subset, budgets, seeds,
-                                        progress)},
             "cost": forward_cost(model, plain.model, batch),
             "examples": learned["examples"]}
+
+
+def markdown(results: list[dict]) -> str:
+    """The report as a table: agreement with the reference, and cost."""
+    def f(stats, key, digits=3):
+        return "n/a" if not stats or stats.get(key) is None else f"{stats[key]:.{digits}f}"
+
+    lines = ["| model | players | reference | accuracy (plain head) | Pearson mean (min) | "
+             "rel. L2 mean (max) | pairs vs Harsanyi (Pearson) | pairs vs truth (AUROC) | "
+             "time vs plain forward |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        a = r["agreement"]
+        lines.append(
+            f"| `{r['model']}` | {r['n_players']} | {r['reference']} | "
+            f"{100 * r['accuracy']:.1f}% ({100 * r['plain_head_accuracy']:.1f}%) | "
+            f"{f(a['pearson'], 'mean')} ({f(a['pearson'], 'min')}) over {a['pearson']['n']} | "
+            f"{f(a['rel_l2'], 'mean')} ({f(a['rel_l2'], 'max')}) | "
+            f"{f(a['pair_pearson_harsanyi'], 'mean')} | {f(a['pair_auroc_truth'], 'mean')} | "
+            f"x{r['cost']['ratio']:.2f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -191,24 +209,23 @@ def main() -> None:
     args = parser.parse_args()
     quick = zoo.quick_mode(args.quick)
     small = 2 if quick else None
-    results = [
-        report("learned_vit_patches", small or 32, [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
-               quick, n_break_even=small or 8),
-        report("learned_r3d_video", small or 16, [16, 32, 64, 128, 256], quick,
-               n_break_even=small or 8),
-        report("learned_vit_patches64", small or 4, [256, 1024, 4096, 16384], quick,
-               reference_budget=4096 if quick else 32768, n_break_even=small or 4, seeds=(0,)),
-    ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    results = [report("learned_vit_patches", small or 32, quick),
+               report("learned_r3d_video", small or 16, quick),
+               report("learned_vit_patches64", small or 4, quick,
+                      reference_budget=4096 if quick else 16384)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    table = markdown(results)
+    out.with_suffix(".md").write_text(table + "\n")
+    if not quick:
+        replace_block("learned", table)
     for r in results:
-        a, b = r["agreement"], r["break_even"]
+        a = r["agreement"]
         print(f"{r['model']}: acc {r['accuracy']:.3f} (plain head {r['plain_head_accuracy']:.3f}); "
-              f"pearson {a['pearson']['mean']:.3f} (min {a['pearson']['min']:.3f}), "
-              f"rel L2 {a['rel_l2']['mean']:.3f} vs {r['reference']}; break-even evals: "
-              f"permutation {b['permutation']['break_even_evals']}, "
-              f"kernel {b['kernel']['break_even_evals']}; cost x{r['cost']['ratio']:.2f} a forward")
-
+              f"pearson {a['pearson']['mean']:.3f} (min {a['pearson']['min']:.3f}), rel L2 "
+              f"{a['rel_l2']['mean']:.3f} vs {r['reference']}; cost x{r['cost']['ratio']:.2f} "
+              "a plain forward")
 
 if __name__ == "__main__":
     main()

@@ -33,6 +33,5 @@ def learned_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players, 
     if out.pair is not None:
         n = model.n_players
         extras["pairs"] = out.pair.gather(3, k[..., None].expand(-1, n, n, 1))[..., 0]
-    # a LearnedShapViT's explain() runs the backbone directly, not through model.forward
-    return Result(values=values, extras=extras,
-                  uncounted_forwards=len(x) if isinstance(model, LearnedShapViT) else 0)
+    # explain() runs the backbone directly, not through model.forward: count its rows here
+    return Result(values=values, extras=extras, uncounted_forwards=len(x))

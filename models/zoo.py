@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from models.train import (
     train,
 )
 from models.vit import ViTConfig, create_vit
+from tools.readme import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "shap_overlays"
@@ -222,18 +222,13 @@ def accuracy_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_results(rows: list[dict], out_dir: Path = RESULTS_DIR, readme: Path = ROOT / "README.md"):
+def write_results(rows: list[dict], out_dir: Path = RESULTS_DIR) -> None:
     """Save the accuracies (json + markdown) and refresh the README table between its markers."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "models.json").write_text(json.dumps(rows, indent=2) + "\n")
     table = accuracy_table(rows)
     (out_dir / "models.md").write_text(table + "\n")
-    if readme.exists():
-        text = readme.read_text()
-        new = re.sub(r"(<!-- models:begin -->\n).*?(<!-- models:end -->)",
-                     lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
-        if new != text:
-            readme.write_text(new)
+    replace_block("models", table)
 
 
 def build(names: list[str] | None = None, quick: bool | None = None, progress: bool = True):

@@ -107,6 +107,12 @@ def test_break_even_table_says_when_the_grid_never_matches():
     assert "| 254 |" in line and "not reached by 256" in line and "2 × 2" in line
 
 
+def test_varied_indices_take_each_class_in_turn():
+    assert benchmark.varied_indices([2, 2, 2, 3, 2, 0], 4) == [0, 3, 5, 1]
+    assert benchmark.varied_indices([1, 1], 5) == [0, 1]
+    assert benchmark.varied_indices([], 3) == []
+
+
 def test_nanmean_ignores_missing_values():
     assert nanmean([1.0, None, math.nan, 3.0]) == 2.0
     assert nanmean([None, math.nan]) is None
@@ -189,7 +195,8 @@ def test_quick_run_schema(quick_run):
         for name in ROW_FIELDS[4:]:
             assert row[name] is None or isinstance(row[name], (int, float)), name
         assert (row["budget"] is None) == (row["method"] not in benchmark.SAMPLERS)
-        assert row["evals"] is not None and row["seconds"] > 0 and row["forward_ratio"] > 0
+        assert row["evals"] is None or row["evals"] >= 1          # null: rows not counted
+        assert row["seconds"] > 0 and row["forward_ratio"] > 0
 
 
 @pytest.mark.slow
@@ -240,9 +247,6 @@ def test_learned_shap_costs_one_forward(quick_run, model):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="explainers/learned_shap.py counts no row for "
-                   "LearnedShapR3D: its explain() bypasses model.forward and uncounted_forwards "
-                   "is only set for the ViT")
 def test_learned_shap_costs_one_forward_on_video(quick_run):
     _, results, _ = quick_run
     (row,) = rows_of(results, "r3d_video", "learned_shap")

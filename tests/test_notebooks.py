@@ -13,7 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 GRADIENT_SHAP = ROOT / "gradient_shap" / "gradient_shap.ipynb"
 COMPARISON = ROOT / "analysis" / "comparison.ipynb"
+LEARNED_SHAP = ROOT / "learned_shap" / "learned_shap.ipynb"
 FIGURES = ["gradientSHAP_ViT.png", "attention_map.png", "gradientSHAP_3d-resnet.png"]
+LEARNED_FIGURES = ["learnedSHAP_ViT.png", "learnedSHAP_3d-resnet.png", "learnedSHAP_pairs.png"]
 
 
 def assert_committed_clean(path: Path) -> None:
@@ -33,6 +35,23 @@ def test_notebook_is_committed_clean():
 
 def test_comparison_notebook_is_committed_clean():
     assert_committed_clean(COMPARISON)
+
+
+def test_learned_shap_notebook_is_committed_clean():
+    assert_committed_clean(LEARNED_SHAP)
+
+
+@pytest.mark.slow
+def test_learned_shap_notebook_runs_in_quick_mode(tmp_path):
+    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(tmp_path / "cache"),
+           "LEARNEDSHAP_FIGURES": str(tmp_path / "figures"), "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(LEARNED_SHAP),
+                           "--timeout", "600"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in LEARNED_FIGURES:
+        assert (tmp_path / "figures" / name).stat().st_size > 1000
+    assert_committed_clean(LEARNED_SHAP)
 
 
 @pytest.mark.slow

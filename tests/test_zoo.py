@@ -1,0 +1,48 @@
+"""The default models: fingerprints, quick mode, and a cache that never retrains for nothing."""
+
+from dataclasses import replace
+
+import pytest
+
+from models import zoo
+from tools.readme import replace_block
+
+
+def test_fingerprint_follows_the_spec_and_quick_mode_saves_apart():
+    spec = zoo.SPECS["vit_patches"]
+    assert zoo.fingerprint(spec) == zoo.fingerprint(replace(spec))
+    assert zoo.fingerprint(spec) != zoo.fingerprint(replace(spec, epochs=spec.epochs + 1))
+    quick = zoo.resolve("vit_patches", quick=True)
+    assert quick.name == "vit_patches-quick" and quick.epochs < spec.epochs
+    assert zoo.checkpoint_path(quick) != zoo.checkpoint_path(spec)
+    learned = zoo.SPECS["learned_vit_patches"]
+    assert any(p.name == "harsanyi.py" for p in zoo.source_files(learned))
+    assert not any(p.name == "harsanyi.py" for p in zoo.source_files(spec))
+
+
+def test_unknown_model_lists_the_valid_ones():
+    with pytest.raises(KeyError, match="vit_patches"):
+        zoo.resolve("vit_patchez")
+
+
+def test_load_trains_once_then_reads_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path))
+    first = zoo.load("vit_digits", quick=True, progress=False)
+    assert first.path.exists() and 0 <= first.meta["accuracy"] <= 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(zoo, "fit", no_training)
+    second = zoo.load("vit_digits", quick=True, progress=False)
+    assert second.meta == first.meta
+    with pytest.raises(FileNotFoundError, match="make build"):
+        zoo.load("r3d_video", quick=True, train_missing=False)
+
+
+def test_readme_blocks_are_replaced_between_their_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- t:begin -->\nold\n<!-- t:end -->\noutro\n")
+    assert replace_block("t", "| a |\n", readme)
+    assert readme.read_text() == "intro\n<!-- t:begin -->\n| a |\n<!-- t:end -->\noutro\n"
+    assert not replace_block("missing", "x", readme)
