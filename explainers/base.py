@@ -545,3 +545,16 @@ def games(model: nn.Module, x: Tensor, players: Players, *, removal: str, baseli
 def uncounted(game) -> int:
     """Rows a game ran without model.forward: ViT token dropping calls the blocks directly."""
     return game.n_evals if game.removal == "drop" else 0
+
+
+def per_input_values(model: nn.Module, x: Tensor, target: Tensor, players: Players,
+                     estimate: Callable, *, removal: str, baseline: str | Tensor,
+                     batch_size: int, output: str) -> Result:
+    """Values (B, N) of each input's target class from `estimate(game) -> (N, K)` on its game."""
+    values, rows = [], 0
+    per_input = games(model, x, players, removal=removal, baseline=baseline,
+                      batch_size=batch_size, output=output)
+    for game, k in zip(per_input, target.tolist(), strict=True):
+        values.append(estimate(game)[:, k])                                # (N,)
+        rows += uncounted(game)
+    return Result(values=torch.stack(values).float().to(x.device), uncounted_forwards=rows)

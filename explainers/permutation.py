@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, games, register, uncounted
+from explainers.base import Players, Result, per_input_values, register
 
 
 @register("permutation")
@@ -19,11 +18,7 @@ def permutation(model: nn.Module, x: Tensor, target: Tensor, players: Players, *
     """
     from shapley.sampling import permutation_shapley
 
-    values, rows = [], 0
-    per_input = games(model, x, players, removal=removal, baseline=baseline,
-                      batch_size=batch_size, output=output)
-    for game, k in zip(per_input, target.tolist(), strict=True):
-        res = permutation_shapley(game, players.n, budget, seed=seed, antithetic=antithetic)
-        values.append(res.values[:, k])                                   # (N,)
-        rows += uncounted(game)
-    return Result(values=torch.stack(values).float().to(x.device), uncounted_forwards=rows)
+    return per_input_values(
+        model, x, target, players,
+        lambda game: permutation_shapley(game, players.n, budget, seed=seed, antithetic=antithetic).values,
+        removal=removal, baseline=baseline, batch_size=batch_size, output=output)
