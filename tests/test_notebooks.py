@@ -29,55 +29,28 @@ def assert_committed_clean(path: Path) -> None:
     assert "os.chdir" not in text and "/work/" not in text
 
 
-def test_notebook_is_committed_clean():
-    assert_committed_clean(GRADIENT_SHAP)
+# (notebook, the figures it must write); the comparison notebook only reads the quick benchmark
+NOTEBOOKS = [(GRADIENT_SHAP, FIGURES), (LEARNED_SHAP, LEARNED_FIGURES), (COMPARISON, [])]
 
 
-def test_comparison_notebook_is_committed_clean():
-    assert_committed_clean(COMPARISON)
-
-
-def test_learned_shap_notebook_is_committed_clean():
-    assert_committed_clean(LEARNED_SHAP)
+@pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(notebook):
+    assert_committed_clean(notebook)
 
 
 @pytest.mark.slow
-def test_learned_shap_notebook_runs_in_quick_mode(tmp_path):
+@pytest.mark.parametrize("notebook, figures", NOTEBOOKS, ids=[nb.stem for nb, _ in NOTEBOOKS])
+def test_notebook_runs_in_quick_mode(tmp_path, notebook, figures):
     env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(tmp_path / "cache"),
            "LEARNEDSHAP_FIGURES": str(tmp_path / "figures"), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(LEARNED_SHAP),
+    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(notebook),
                            "--timeout", "600"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in LEARNED_FIGURES:
-        assert (tmp_path / "figures" / name).stat().st_size > 1000
-    assert_committed_clean(LEARNED_SHAP)
-
-
-@pytest.mark.slow
-def test_gradient_shap_notebook_runs_in_quick_mode(tmp_path):
-    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(tmp_path / "cache"),
-           "LEARNEDSHAP_FIGURES": str(tmp_path / "figures"), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(GRADIENT_SHAP),
-                           "--timeout", "300"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in FIGURES:
+    for name in figures:
         assert (tmp_path / "figures" / name).stat().st_size > 1000
     # executed in memory: the committed notebook keeps no outputs
-    test_notebook_is_committed_clean()
-
-
-@pytest.mark.slow
-def test_comparison_notebook_runs_in_quick_mode(tmp_path):
-    # quick mode: the notebook runs the quick benchmark into a temp folder and reads it
-    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(tmp_path / "cache"),
-           "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(COMPARISON),
-                           "--timeout", "600"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert_committed_clean(COMPARISON)
+    assert_committed_clean(notebook)
 
 
 @pytest.mark.slow
