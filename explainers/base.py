@@ -221,19 +221,20 @@ def leave_no_trace(model: nn.Module) -> Iterator[None]:
         for m, mode, saved, fb in zip(modules, modes, hooks, full_backward, strict=True):
             m.training = mode
             for name, entries in saved.items():
-                current = getattr(m, name)
-                if current != entries:
-                    current.clear()
-                    current.update(entries)
+                restore_hooks(getattr(m, name), entries)
             if fb is not None:
                 m._is_full_backward_hook = fb
         for name, entries in global_hooks.items():
-            current = getattr(module_globals, name)
-            if current != entries:
-                current.clear()
-                current.update(entries)
+            restore_hooks(getattr(module_globals, name), entries)
         np.random.set_state(np_state)
         random.setstate(py_state)
+
+
+def restore_hooks(current: dict, saved: dict) -> None:
+    """Put a hook dict back as it was, in place (torch holds references to these dicts)."""
+    if current != saved:
+        current.clear()
+        current.update(saved)
 
 
 def cuda_devices(model: nn.Module) -> list[int]:
