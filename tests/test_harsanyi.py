@@ -26,6 +26,7 @@ def head():
         with torch.no_grad():                    # away from the init so every term matters
             h.pair_weight.normal_()
             h.unary_weight.normal_()
+            h.pair_sign.normal_()
             h.bias.normal_()
     return h
 
@@ -59,7 +60,8 @@ def test_pair_terms_are_the_games_harsanyi_dividends_and_split_in_half(head):
 
 def test_every_weight_is_a_parameter_that_receives_gradients_and_trains(head):
     names = {n for n, _ in head.named_parameters()}
-    assert {"unary_weight", "pair_weight", "bias", "unary_proj.weight", "pair_proj.weight"} <= names
+    assert {"unary_weight", "pair_weight", "pair_sign", "bias", "unary_proj.weight",
+            "pair_proj.weight"} <= names
     before = {n: p.detach().clone() for n, p in head.named_parameters()}
     opt = torch.optim.SGD(head.parameters(), lr=0.1)
     gen = torch.Generator().manual_seed(3)
@@ -164,3 +166,19 @@ def test_learned_r3d_masks_tubelets_with_its_baseline():
     keep = torch.rand(2, 8, generator=torch.Generator().manual_seed(7)) < 0.5
     game = MaskingGame(model, x[1], removal="baseline", baseline="blur", tubelets=(2, 2, 2))
     torch.testing.assert_close(model.masked_logits(x, keep)[1:], game(keep[1:]))
+
+
+def test_pair_detectors_are_non_negative_so_a_silent_player_has_no_pairs():
+    # relu detectors: a token all of whose detector inputs are negative takes part in no pair
+    with seeded(0):
+        h = HarsanyiHead(HeadConfig(n_players=4, dim=3, n_classes=2, rank=2))
+    with torch.no_grad():
+        h.pair_proj.weight.copy_(torch.tensor([[1.0, 0.0, 0.0]]).repeat(4, 1))  # reads feature 0
+        h.pair_sign.fill_(1.0)
+    tokens = torch.tensor([[[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [-1.0, -1.0, 5.0], [2.0, 1.0, 0.0]]])
+    pair = h(tokens).pair[0]                                      # (N, N, K)
+    normed = h.norm(tokens)[0]
+    silent = normed[:, 0] <= 0                                    # players whose detectors are 0
+    assert silent.any() and not silent.all()
+    assert (pair[silent] == 0).all() and (pair[:, silent] == 0).all()
+    assert (pair[~silent][:, ~silent].abs().sum() > 0)

@@ -20,6 +20,14 @@ def test_fingerprint_follows_the_spec_and_quick_mode_saves_apart():
     assert not any(p.name == "harsanyi.py" for p in zoo.source_files(spec))
 
 
+def test_fingerprint_ignores_comments_but_not_code(tmp_path):
+    src = "def f(x):\n    return x + 1\n"
+    (a := tmp_path / "a.py").write_text(src)
+    (b := tmp_path / "b.py").write_text("# a comment\n\ndef f(x):  # another\n    return x + 1\n")
+    (c := tmp_path / "c.py").write_text(src.replace("1", "2"))
+    assert zoo.code_tokens(a) == zoo.code_tokens(b) != zoo.code_tokens(c)
+
+
 def test_unknown_model_lists_the_valid_ones():
     with pytest.raises(KeyError, match="vit_patches"):
         zoo.resolve("vit_patchez")
