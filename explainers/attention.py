@@ -73,7 +73,7 @@ def from_class_token(attn: Tensor, n_prefix: int) -> Tensor:
     return attn[:, 0, n_prefix:]
 
 
-@register("attention")
+@register("attention", gradients=False, randomness=False)
 def attention(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed: int,
               batch_size: int = 256) -> Result:
     """Last block's class-token attention to each patch, mean over heads: (B, N), class-agnostic.

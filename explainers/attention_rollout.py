@@ -9,7 +9,7 @@ from explainers.attention import from_class_token, patch_attention
 from explainers.base import Players, Result, register
 
 
-@register("attention_rollout")
+@register("attention_rollout", gradients=False, randomness=False)
 def attention_rollout(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
                       seed: int, residual: float = 0.5, batch_size: int = 256) -> Result:
     """Class-token row of A_L ... A_1, A = residual I + (1 - residual) mean_heads(attn): (B, N).

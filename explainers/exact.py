@@ -10,7 +10,7 @@ from explainers.base import Players, Result, games, register, uncounted
 MAX_PLAYERS = 20      # 2^20 model rows per input is already hours on a CPU
 
 
-@register("exact")
+@register("exact", gradients=False, randomness=False)
 def exact(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed: int,
           removal: str = "auto", baseline: str | Tensor = "blur", output: str = "logit",
           batch_size: int = 1024, interactions: bool = True) -> Result:

@@ -8,7 +8,7 @@ from explainers.base import Players, Result, register
 from models.harsanyi import LearnedShapR3D, LearnedShapViT
 
 
-@register("learned_shap")
+@register("learned_shap", gradients=False, randomness=False)
 def learned_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
                  seed: int) -> Result:
     """phi_i = c_i + 1/2 sum_j c_ij of the model's LearnedSHAP head, and its pair terms.

@@ -96,6 +96,28 @@ def test_markdown_table_has_a_column_per_metric():
     assert header.count("|") == len(COLUMNS) + 2
 
 
+@pytest.mark.parametrize("first, expected_calls, expected", [(0.001, 11, 0.002), (0.2, 1, 0.2)])
+def test_cheap_explanations_are_timed_beside_a_paired_forward(monkeypatch, first, expected_calls,
+                                                               expected):
+    from explainers import Attribution
+    from explainers.base import Cost
+    times = iter([first] + [0.003, 0.002, 0.002, 0.001, 0.002, 0.009, 0.002, 0.002, 0.001, 0.004])
+    calls, forwards = [], []
+
+    def fake_explain(method, model, x, target, *, seed, **options):
+        calls.append(seed)
+        return Attribution(torch.zeros(1, 4), torch.zeros(1, 2, 2), method, target,
+                           Cost(1, 0, next(times)))
+
+    monkeypatch.setattr(benchmark, "explain", fake_explain)
+    model = lambda x: forwards.append(torch.is_grad_enabled())        # noqa: E731
+    out, fwd = benchmark.timed_explain("m", model, torch.zeros(1, 3, 2, 2), torch.zeros(1), seed=7)
+    assert len(calls) == expected_calls and set(calls) == {7}
+    assert out.cost.seconds == pytest.approx(expected)
+    assert len(forwards) == expected_calls - 1 and not any(forwards)   # one forward per repeat
+    assert (fwd is None) == (expected_calls == 1) and (fwd is None or fwd > 0)
+
+
 def test_break_even_table_says_when_the_grid_never_matches():
     be = {"vit": {"n_players": 16, "reference": "exact", "n_examples": 2, "seeds": [0, 1],
                   "learned_rel_l2": 0.05, "learned_evals": 1,

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from explainers import EXPLAINERS, Attribution, Result, explain, register
 from explainers.base import HOOK_DICTS
+from models.harsanyi import LearnedShapViT
 from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
@@ -333,6 +334,34 @@ def test_no_side_effects(method, vit, r3d, images, clips):
     before = snapshot(model, x)
     run(method, model, x)
     assert_untouched(model, x, before)
+
+
+@pytest.fixture(scope="module")
+def learned_vit() -> nn.Module:
+    with seeded(0):
+        return LearnedShapViT(create_vit(ViTConfig(image_size=16, patch_size=8, dim=16, depth=2,
+                                                   heads=2)), rank=2).eval()
+
+
+def test_learned_shap_has_no_side_effects(learned_vit, images):
+    model = prepared(copy.deepcopy(learned_vit))
+    x = images.clone()
+    before = snapshot(model, x)
+    run("learned_shap", model, x)
+    assert_untouched(model, x, before)
+
+
+@pytest.mark.parametrize("method", sorted(m for m, fn in EXPLAINERS.items()
+                                          if not fn.needs_gradients))
+def test_methods_declared_gradient_free_run_without_autograd(method, vit, learned_vit, images):
+    model = copy.deepcopy(learned_vit if method == "learned_shap" else vit)
+    modes = []
+    for m in model.modules():
+        m.register_forward_hook(lambda mod, i, o: modes.append(torch.is_grad_enabled()))
+    a = run(method, model, images)
+    b = run(method, model, images, seed=1)                 # declared free of randomness too
+    assert modes and not any(modes)
+    torch.testing.assert_close(a.values, b.values, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", sorted(set(VIT_METHODS) | set(VIDEO_METHODS)))
