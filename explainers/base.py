@@ -357,32 +357,29 @@ def is_vit(model: nn.Module) -> bool:
     return hasattr(model, "patch_size") and hasattr(model, "grid")
 
 
+def wrapped(model: nn.Module, depth: int = 5) -> Iterator[nn.Module]:
+    """`model`, then the modules it wraps through `.backbone` (LearnedSHAP heads, ViT wrappers)."""
+    m = model
+    for _ in range(depth):
+        if not isinstance(m, nn.Module):
+            return
+        yield m
+        m = getattr(m, "backbone", None)
+
+
 def find_timm_vit(model: nn.Module):
     """The timm VisionTransformer inside `model` (following `.backbone`), or None."""
     from timm.models.vision_transformer import VisionTransformer
 
-    m = model
-    for _ in range(5):
-        if isinstance(m, VisionTransformer):
-            return m
-        m = getattr(m, "backbone", None)
-        if not isinstance(m, nn.Module):
-            return None
-    return None
+    return next((m for m in wrapped(model) if isinstance(m, VisionTransformer)), None)
 
 
 def is_video_model(model: nn.Module) -> bool:
     """A model of clips (B, C, T, H, W): our 3D-ResNets and models wrapping them."""
     from models.resnet_3d import ResNet3D, TorchvisionR3D
 
-    m = model
-    for _ in range(5):
-        if isinstance(m, (ResNet3D, TorchvisionR3D)) or hasattr(m, "tubelets"):
-            return True
-        m = getattr(m, "backbone", None)
-        if not isinstance(m, nn.Module):
-            return False
-    return False
+    return any(isinstance(m, (ResNet3D, TorchvisionR3D)) or hasattr(m, "tubelets")
+               for m in wrapped(model))
 
 
 def n_classes(model: nn.Module, x: Tensor) -> int:
@@ -430,15 +427,8 @@ def as_batch(model: nn.Module, x: Tensor, feature_mask: Tensor | None,
 
 def in_channels(model: nn.Module) -> int | None:
     """The input channels the model's config declares, if any (following `.backbone`)."""
-    m = model
-    for _ in range(5):
-        c = getattr(getattr(m, "config", None), "in_chans", None)
-        if isinstance(c, int):
-            return c
-        m = getattr(m, "backbone", None)
-        if not isinstance(m, nn.Module):
-            return None
-    return None
+    declared = (getattr(getattr(m, "config", None), "in_chans", None) for m in wrapped(model))
+    return next((c for c in declared if isinstance(c, int)), None)
 
 
 def expected_rank(model: nn.Module, feature_mask: Tensor | None, x: Tensor) -> int:
