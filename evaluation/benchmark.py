@@ -56,6 +56,7 @@ from evaluation.metrics import (
     spearman,
 )
 from explainers import Attribution, explain
+from explainers.base import model_device
 from models import zoo
 from tools.readme import replace_block
 from viz.overlay import (
@@ -135,8 +136,8 @@ class Settings:
     sanity_samples: int = 50         # GradientSHAP samples inside the randomisation check
     sanity_budget: int = 256         # permutation budget inside the randomisation check
     figure_examples: int = 6
-    # One thread by default: these tiny models gain little from a second, and a shared CPU can
-    # make two threads 20x slower (measured: exact values of one image 9 s -> 181 s).
+    # One thread by default: these tiny models gain little from a second, and with any other
+    # process on a 2-core machine two threads wait for each other (many times slower).
     threads: int = 1
 
 
@@ -214,7 +215,7 @@ class Run:
     pairs: Tensor | None        # (B, N, N) pair terms, for methods that give them
     evals: list[int]            # model rows per explanation (forwards + backwards)
     seconds: list[float]
-    forward_seconds: list[float | None] = field(default_factory=list)  # paired, cheap ones only
+    forward_seconds: list[float | None]  # a forward timed beside each cheap explanation, else None
 
     @property
     def label(self) -> str:
@@ -322,16 +323,14 @@ def score(run: Run, model: nn.Module, ex: Examples, targets: Tensor, exact: Tens
         if run.pairs is not None and ex.pairs is not None and ex.pairs[i].any():
             p = run.pairs[i]
             per["pair_auroc_truth"][i] = pair_auroc((p + p.T) / 2, ex.pairs[i])
-        game = game_for(model, ex.x[i].to(next(model.parameters()).device))
-        curve = insertion_deletion(game, v, t)
+        curve = insertion_deletion(game_for(model, ex.x[i].to(model_device(model))), v, t)
         per["insertion_auc"][i], per["deletion_auc"][i] = curve["insertion_auc"], curve["deletion_auc"]
         curves["insertion"].append(curve["insertion_curve"])
         curves["deletion"].append(curve["deletion_curve"])
         # no row counted means the cost was not measured (no explanation is free): null, not 0
         per["evals"][i] = float(run.evals[i]) if run.evals[i] > 0 else None
         per["seconds"][i] = run.seconds[i]
-        paired = run.forward_seconds[i] if i < len(run.forward_seconds) else None
-        per["forward_ratio"][i] = forward_ratio(run.seconds[i], paired or fwd_seconds)
+        per["forward_ratio"][i] = forward_ratio(run.seconds[i], run.forward_seconds[i] or fwd_seconds)
     y_full, y_masked = masked_probabilities(model, ex.x, run.pixel_map, targets, "blur")
     for i in range(B):
         per["avg_drop"][i], per["avg_increase"][i] = average_drop_increase(
@@ -346,7 +345,7 @@ def score(run: Run, model: nn.Module, ex: Examples, targets: Tensor, exact: Tens
     row = {k: nanmean(per[k]) for k in METRIC_KEYS}
     row.update(insertion_curve=torch.stack(curves["insertion"]).mean(0).tolist(),
                deletion_curve=torch.stack(curves["deletion"]).mean(0).tolist(),
-               fractions=[k / model.n_players for k in range(model.n_players + 1)],
+               fractions=curve["fractions"].tolist(),   # the same steps for every example
                per_example=per)
     return row
 
@@ -367,7 +366,7 @@ class ModelResult:
     model: nn.Module | None = None
 
 
-def plan(key: str, model: nn.Module, settings: Settings) -> list[tuple[str, int | None]]:
+def plan(key: str, settings: Settings) -> list[tuple[str, int | None]]:
     """(method, budget) pairs to run on one model: samplers once per budget."""
     methods = VIDEO_METHODS if key == "r3d_video" else IMAGE_METHODS
     out = []
@@ -411,7 +410,7 @@ def benchmark_model(key: str, trained: dict[str, zoo.Trained], settings: Setting
     plain = trained[zoo.SPECS[name].plain]
     info = model_info(name, trained[name], plain)
     ex = load_examples(zoo.resolve(name, settings.quick), model, settings.n_examples[key])
-    device = next(model.parameters()).device
+    device = model_device(model)
     with torch.no_grad():
         targets = model(ex.x.to(device)).argmax(-1).cpu()                  # (B,) predicted
     info["forward_seconds"] = forward_seconds(model, ex.x[:1].to(device))
@@ -420,7 +419,7 @@ def benchmark_model(key: str, trained: dict[str, zoo.Trained], settings: Setting
     # LearnedSHAP's whole cost: its explanation (the forward) against the plain-head model's
     info["learned_cost"] = learned_report.forward_cost(model, plain.model, ex.x[:8].to(device))
 
-    todo = plan(key, model, settings)
+    todo = plan(key, settings)
     runs, skipped = {}, []
     # exact first: every other run is scored against it
     for method, budget in tqdm(sorted(todo, key=lambda mb: mb[0] != "exact"), desc=key,
@@ -464,7 +463,7 @@ def break_even_exact(res: ModelResult, settings: Settings, progress: bool) -> di
                                     seeds=settings.break_even_seeds, progress=progress)
     return {"n_players": res.model.n_players, "reference": "exact", "n_examples": k,
             "seeds": list(settings.break_even_seeds),
-            "learned_evals_measured": nanmean([float(e) for e in learned.evals[:k]]), **out}
+            "learned_evals": nanmean([float(e) for e in learned.evals[:k]]), **out}
 
 
 def break_even_64(trained: dict[str, zoo.Trained], settings: Settings,
@@ -481,7 +480,9 @@ def break_even_64(trained: dict[str, zoo.Trained], settings: Settings,
     learned = learned_report.compare(model, exs, settings.reference_budget64, progress)
     out = learned_report.break_even(model, exs, learned, settings.break_even_budgets["vit_patches64"],
                                     seeds=settings.break_even_seeds, progress=progress)
+    evals = explain("learned_shap", model, exs[0].x, learned["examples"][0]["target"]).cost
     return info, {"n_players": model.n_players, "n_examples": k,
+                  "learned_evals": evals.forwards + evals.backwards,
                   "reference": f"kernel_shap budget {settings.reference_budget64}",
                   "seeds": list(settings.break_even_seeds),
                   "learned_pearson": learned["pearson"]["mean"], **out}
@@ -618,7 +619,7 @@ def break_even_table(break_even: dict) -> str:
     for key, b in break_even.items():
         lines.append(f"| {key} | {b['n_players']} | {b['reference']} | "
                      f"{b['n_examples']} × {len(b['seeds'])} | {sig3(b['learned_rel_l2'])} | "
-                     f"{b['learned_evals']} | {match(b['permutation'])} | {match(b['kernel'])} |")
+                     f"{b['learned_evals']:g} | {match(b['permutation'])} | {match(b['kernel'])} |")
     return "\n".join(lines)
 
 
@@ -670,8 +671,9 @@ def reduction_sentence(settings: Settings) -> str:
             f"({settings.break_even_examples['vit_digits']} digits, "
             f"{settings.break_even_examples['r3d_video']} clips, "
             f"{settings.break_even_examples['vit_patches64']} 64-patch images) with "
-            f"{len(settings.break_even_seeds)} seeds instead of 3, and the 64-patch reference is "
-            f"KernelSHAP with {settings.reference_budget64:,} evaluations instead of 20,000.")
+            f"{len(settings.break_even_seeds)} seeds, and the 64-patch reference is KernelSHAP "
+            f"with {settings.reference_budget64:,} evaluations (the learned-SHAP report's: "
+            f"{learned_report.REFERENCE_BUDGET64:,}).")
 
 
 def write_markdown(results: dict, settings: Settings) -> str:

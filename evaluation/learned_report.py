@@ -28,10 +28,11 @@ from tqdm.auto import tqdm
 
 import data
 from evaluation.metrics import auroc, pearson, rel_l2
+from explainers.base import model_device
 from models import zoo
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame
-from shapley.sampling import kernel_shap, permutation_shapley
+from shapley.sampling import SAMPLERS, kernel_shap, min_budget
 from tools.readme import replace_block
 
 EXACT_LIMIT = 16        # players up to which the reference is exact enumeration
@@ -42,6 +43,9 @@ class Example:
     x: Tensor            # (C, H, W) or (C, T, H, W)
     y: int
     pairs: Tensor | None  # (N, N) bool true interacting pairs, when the dataset has them
+
+
+REFERENCE_BUDGET64 = 16384   # KernelSHAP evaluations of the 64-patch reference in this report
 
 
 def examples(spec: zoo.ModelSpec, n: int, seed: int = 1) -> list[Example]:
@@ -71,7 +75,7 @@ def compare(model: nn.Module, exs: list[Example], reference_budget: int = 20000,
     n = model.n_players
     rows = []
     for ex in tqdm(exs, desc="LearnedSHAP vs reference", disable=not progress):
-        x = ex.x.to(next(model.parameters()).device)
+        x = ex.x.to(model_device(model))
         out = model.explain(x[None])
         target = int(out.logits[0].argmax())
         phi = out.shapley[0, :, target].double().cpu()                      # (N,)
@@ -134,14 +138,13 @@ def break_even(model: nn.Module, exs: list[Example], learned: dict, budgets: lis
     n = model.n_players
     target_error = learned["rel_l2"]["mean"]
     curves = {}
-    for method, fn in (("permutation", permutation_shapley), ("kernel", kernel_shap)):
+    for method, fn in SAMPLERS.items():
         curve = []
-        min_budget = 2 + 2 * (n - 1) if method == "permutation" else n + 2
-        for budget in [b for b in budgets if b >= min_budget]:
+        for budget in [b for b in budgets if b >= min_budget(method, n)]:
             errs, evals = [], []
             for ex, row in tqdm(list(zip(exs, learned["examples"])), leave=False,
                                 desc=f"{method} @ {budget}", disable=not progress):
-                game = game_for(model, ex.x.to(next(model.parameters()).device))
+                game = game_for(model, ex.x.to(model_device(model)))
                 ref = torch.tensor(row["reference"], dtype=torch.float64)
                 for seed in seeds:
                     est = fn(game, n, budget=budget, seed=seed)
@@ -152,7 +155,7 @@ def break_even(model: nn.Module, exs: list[Example], learned: dict, budgets: lis
         reached = [c for c in curve if c["rel_l2"] <= target_error]
         curves[method] = {"curve": curve,
                           "break_even_evals": reached[0]["evals"] if reached else None}
-    return {"learned_rel_l2": target_error, "learned_evals": 1, **curves}
+    return {"learned_rel_l2": target_error, **curves}
 
 
 def forward_cost(model: nn.Module, plain: nn.Module, x: Tensor, repeats: int = 20) -> dict:
@@ -182,7 +185,7 @@ def report(name: str, n_examples: int, quick: bool | None = None,
     model = trained.model
     exs = examples(spec, n_examples)
     learned = compare(model, exs, reference_budget, progress)
-    batch = torch.stack([e.x for e in exs[:8]]).to(next(model.parameters()).device)
+    batch = torch.stack([e.x for e in exs[:8]]).to(model_device(model))
     return {"model": name, "n_players": model.n_players,
             "reference": "exact" if model.n_players <= EXACT_LIMIT
             else f"kernel_shap budget {reference_budget}",
@@ -226,7 +229,7 @@ def main() -> None:
     results = [report("learned_vit_patches", small or 32, quick),
                report("learned_r3d_video", small or 16, quick),
                report("learned_vit_patches64", small or 4, quick,
-                      reference_budget=4096 if quick else 16384)]
+                      reference_budget=4096 if quick else REFERENCE_BUDGET64)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

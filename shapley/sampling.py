@@ -42,13 +42,22 @@ def _evaluate_distinct(game: Game, coalitions: Tensor, batch_size: int) -> tuple
     return evaluate_coalitions(game, distinct, batch_size)[inverse], len(distinct)
 
 
+def min_budget(sampler: str, n: int, *, antithetic: bool = True, paired: bool = True) -> int:
+    """The smallest budget `sampler` ("permutation" or "kernel") accepts for n players."""
+    if sampler == "permutation":       # v({}), v(N) and the n-1 prefixes of each ordering drawn
+        return 2 + (2 * (n - 1) if antithetic else n - 1)
+    if sampler == "kernel":            # v({}), v(N) and n coalitions (whole complement pairs)
+        return 2 + n + (n % 2 if paired else 0)
+    raise ValueError(f"unknown sampler {sampler!r}; choose one of {sorted(SAMPLERS)}")
+
+
 def permutation_shapley(game: Game, n: int, budget: int, seed: int = 0, antithetic: bool = True,
                         batch_size: int = 4096) -> SamplingResult:
     """Shapley values (n, K) as mean marginal contributions over random (antithetic) orderings."""
     start = time.perf_counter()
     per_draw = 2 * (n - 1) if antithetic else n - 1        # n-1 prefixes, and n-1 of the reverse
     draw = "pair of permutations" if antithetic else "permutation"
-    _check_args("permutation_shapley", n, budget, 2 + per_draw,
+    _check_args("permutation_shapley", n, budget, min_budget("permutation", n, antithetic=antithetic),
                 f"v({{}}), v(N) and {per_draw} per {draw}")
     gen = torch.Generator().manual_seed(seed)
     draws = (budget - 2) // per_draw
@@ -94,8 +103,8 @@ def kernel_shap(game: Game, n: int, budget: int, seed: int = 0, paired: bool = T
                 batch_size: int = 4096) -> SamplingResult:
     """Shapley values (n, K) by KernelSHAP: weighted least squares on sampled coalitions."""
     start = time.perf_counter()
-    minimum = 2 + n + (n % 2 if paired else 0)                  # v({}), v(N), n (pairs of) samples
-    _check_args("kernel_shap", n, budget, minimum, f"v({{}}), v(N) and at least {n} coalitions")
+    _check_args("kernel_shap", n, budget, min_budget("kernel", n, paired=paired),
+                f"v({{}}), v(N) and at least {n} coalitions")
     if budget >= 2**n:                  # enumerate: the kernel-weighted regression is exact
         z = coalition_masks(n)[1:-1]
         w = _kernel_weights(n)[z.sum(1)]
@@ -120,7 +129,7 @@ SAMPLERS: dict[str, Callable[..., SamplingResult]] = {
 
 def convergence_table(game: Game, n: int, exact_values: Tensor, budgets: Iterable[int],
                       seeds: Iterable[int] = range(5),
-                      samplers: Iterable[str] = ("permutation", "kernel"),
+                      samplers: Iterable[str] = tuple(SAMPLERS),
                       batch_size: int = 4096) -> list[dict]:
     """Mean relative L2 error ||phi - exact|| / ||exact|| (all n x K) per sampler and budget."""
     exact_values = exact_values.double().cpu()                  # (n, K)
