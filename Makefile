@@ -23,8 +23,8 @@ results: build                   ## LearnedSHAP report + every explainer on the 
 test: $(VENV)/.installed         ## the test suite (tiny models in quick mode, no network)
 	$(PY) -m pytest
 
-bench: results                   ## results + speed: exact values of the ViT, sampler convergence
-	$(PY) benchmarks/bench_vit_game.py --images 2
+bench: build                     ## speed: exact values of the ViT, sampler convergence
+	$(PY) benchmarks/bench_vit_game.py --images 2 --threads 2
 	$(PY) benchmarks/bench_shapley_core.py
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks

@@ -233,7 +233,7 @@ def leave_no_trace(model: nn.Module, gradients: bool = True,
     grads = [p.grad for p in params]
     trainable = [p for p in params if p.requires_grad]
     np_state, py_state = (np.random.get_state(), random.getstate()) if randomness else (None, None)
-    rng = (torch.random.fork_rng(devices=cuda_devices(model)) if randomness
+    rng = (torch.random.fork_rng(devices=cuda_devices()) if randomness
            else contextlib.nullcontext())
     try:
         with rng, torch.enable_grad() if gradients else torch.no_grad():
@@ -271,7 +271,7 @@ def restore_hooks(current: dict, saved: dict) -> None:
         current.update(saved)
 
 
-def cuda_devices(model: nn.Module) -> list[int]:
+def cuda_devices() -> list[int]:
     """CUDA devices whose RNG state a call saves: all of them, once CUDA is in use."""
     if not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return []

@@ -78,8 +78,10 @@ class HarsanyiHead(nn.Module):
         # logits O(1) for any grid (1 and 1/N up to the default 16 players). The learnable
         # weights themselves start at 1: initialised at those small sizes (0.004 for 64 players),
         # AdamW's per-parameter steps moved each W_ij by its own size within a few steps, and
-        # W_ij, seen by about one example per epoch, learned noise (72.5% test accuracy on the
-        # 64-patch ViT against 97.9% for its plain head, 14 epochs; 86.8% starting at 1).
+        # W_ij, seen by about one example per epoch, learned noise. Together with the relu
+        # detectors below, this took the 64-patch ViT from 72.5% to 99.3% test accuracy (plain
+        # head: 99.2%; shap_overlays/models.md). In scratch runs outside the repo, weights at 1
+        # with the earlier linear pair features still confused the pair classes.
         scale = min(1.0, 16 / N)
         self.unary_proj = nn.Linear(D, K, bias=False)              # u_k
         self.unary_weight = nn.Parameter(torch.ones(N, K))         # w_ik, per player and class
@@ -90,9 +92,8 @@ class HarsanyiHead(nn.Module):
             nn.init.normal_(self.pair_proj.weight, std=0.5 / D ** 0.5)
             # Non-negative detectors (relu) can be exactly zero on background tokens; with a plain
             # bilinear form <Q t_i, Q t_j>, the N^2 / 2 background pairs add noise that grows
-            # with N^2. On the 64-patch ViT (28 epochs, scratch runs on one thread) the plain
-            # form reached 94.3% test accuracy, pair and half-pair confused; this one 99.5%.
-            # Signs start alternating +1, -1 and are learned.
+            # with N^2, and the 64-patch ViT confused its pair and half-pair classes. Signs start
+            # alternating +1, -1 and are learned.
             sign = torch.where(torch.arange(R) % 2 == 0, 1.0, -1.0)
             self.pair_sign = nn.Parameter(sign.repeat(K, 1))       # s_kr (K, R)
             self.pair_weight = nn.Parameter(torch.ones(N, N))      # W_ij, symmetrised

@@ -84,8 +84,8 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               description="LearnedSHAP ViT (Harsanyi head), 16 patches, digits"),
     # The 64-patch pair serves the break-even report (exact values are out of reach there); a
     # narrower, shallower ViT keeps its training inside a few minutes on 2 cores. Both train 28
-    # epochs: at 14 the LearnedSHAP head was still learning the pair classes (93.5% test
-    # accuracy, train loss falling) while the plain head had reached 97.9%.
+    # epochs: at 14 the LearnedSHAP model's training loss was still falling (its pair classes
+    # not yet learned) while the plain head had converged.
     ModelSpec("vit_patches64", "vit", "patch_game64", VIT64, epochs=28, drop_prob=0.5,
               quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
               description="ViT (dim 32, depth 3), 64 patches of 8 px, 64x64 patch-game images"),
