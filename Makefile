@@ -1,4 +1,6 @@
 # LearnedSHAP: `make run` reproduces every figure and table, `make test` runs the tests.
+SHELL     := bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON    ?= python3
 VENV      := .venv
 PY        := $(VENV)/bin/python
@@ -10,14 +12,16 @@ NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb a
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
-run: build                       ## results + every notebook: figures and tables in shap_overlays/
+run: build                       ## results + every notebook executed in place: figures and tables
 	@start=$$(date +%s); \
-	$(MAKE) --no-print-directory results && \
-	$(PY) -m tools.run_notebooks $(NOTEBOOKS) && \
-	echo "make run: $$(( $$(date +%s) - start )) s after the build"
+	$(MAKE) --no-print-directory results; \
+	$(PY) -m tools.run_notebooks --inplace $(NOTEBOOKS); \
+	seconds=$$(( $$(date +%s) - start )); \
+	$(PY) -m evaluation.benchmark --record-make-run $$seconds; \
+	echo "make run: $$seconds s after the build (recorded in shap_overlays/results.json)"
 
 results: build                   ## LearnedSHAP report + every explainer on the same models (tables)
-	$(PY) -m evaluation.learned_report
+	$(PY) -m evaluation.learned_report --threads 2 --no-progress
 	$(PY) -m evaluation.benchmark
 
 test: $(VENV)/.installed         ## the test suite (tiny models in quick mode, no network)
@@ -33,10 +37,10 @@ lint: $(VENV)/.installed         ## ruff over the code and notebooks
 clean:                           ## remove caches, checkpoints and the venv
 	rm -rf $(CACHE) $(VENV) .pytest_cache .ruff_cache .hypothesis
 
+# A failed install stops here with pip's own message (bash with pipefail runs every recipe).
 $(VENV)/.installed: requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt 2>&1 \
-		| grep -v "is ignored: it is neither" || true
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -c "import torch, torchvision, timm, shap, captum, pytorch_grad_cam, shapiq, nbclient"
 	touch $@
 

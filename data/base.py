@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from shapley.game import check_patch_grid
+
 GENERATOR_VERSION = 1
 ROOT = Path(__file__).resolve().parents[1]
 SPLITS = ("train", "test")
@@ -68,13 +70,6 @@ def check_split(split: str, valid: tuple[str, ...] = SPLITS) -> None:
     """Raise a ValueError naming the valid splits when `split` is not one of them."""
     if split not in valid:
         raise ValueError(f"unknown split {split!r}; choose one of {list(valid)}")
-
-
-def check_patch_size(image_size: int, patch_size: int) -> None:
-    """Raise a ValueError unless square patches of `patch_size` tile an `image_size` image."""
-    if patch_size < 1 or image_size % patch_size:
-        raise ValueError(f"image is {image_size}x{image_size} but patch size {patch_size} needs a "
-                         f"multiple of {patch_size}; resize or set patch_size")
 
 
 def split_rng(name: str, split: str, seed: int) -> np.random.Generator:
@@ -145,9 +140,7 @@ def cached(name: str, split: str, seed: int, options: dict,
 def patch_truth(truth: Tensor, patch_size: int) -> Tensor:
     """Patches holding any true pixel, numbered row by row: (..., H, W) bool -> (..., N) bool."""
     *lead, h, w = truth.shape
-    if h % patch_size or w % patch_size:
-        raise ValueError(f"mask is {h}x{w} but patch size {patch_size} needs a multiple of "
-                         f"{patch_size}; resize or set patch_size")
+    check_patch_grid(h, w, patch_size, what="mask")
     gh, gw = h // patch_size, w // patch_size
     cells = truth.reshape(*lead, gh, patch_size, gw, patch_size)
     return cells.any(-1).any(-2).reshape(*lead, gh * gw)

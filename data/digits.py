@@ -21,8 +21,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from data.base import ArrayDataset, cached, check_patch_size, check_split, split_rng
+from data.base import ArrayDataset, cached, check_split, split_rng
 from data.draw import PALETTE, paste, textured_background, to_uint8
+from shapley.game import check_patch_grid
 
 CLASSES = [str(d) for d in range(10)]
 INK_THRESHOLD = 0.25
@@ -54,7 +55,7 @@ def build_digits(split: str = "train", seed: int = 0, *, n_train: int | None = N
                  n_test: int | None = None, image_size: int = 32,
                  patch_size: int = 8) -> ArrayDataset:
     """The digits as (3, image_size, image_size) images with ink masks (n_*: at most that many)."""
-    check_patch_size(image_size, patch_size)
+    check_patch_grid(image_size, image_size, patch_size)
     images, labels, _ = source_digits(split, seed, n_train if split == "train" else n_test)
     big = resize(images, image_size)                                       # (n, S, S)
     tensors = {"x": to_uint8(np.repeat(big[:, None], 3, axis=1)),

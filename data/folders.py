@@ -28,7 +28,8 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from data.base import check_patch_size, check_split
+from data.base import check_split
+from shapley.game import check_patch_grid
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTENSIONS = (".avi", ".mp4")
@@ -104,7 +105,7 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", *, image_size: int = 224,
                  patch_size: int = 16):
-        check_patch_size(image_size, patch_size)
+        check_patch_grid(image_size, image_size, patch_size)
         folder = split_folder(root, split, "root/train/<class>/*.jpg and root/val/<class>/*.jpg")
         self.classes, files = scan_classes(folder, IMAGE_EXTENSIONS)
         self.samples = [(p, y) for y, paths in enumerate(files) for p in paths]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.base import ArrayDataset, cached, check_patch_size, check_split, split_rng
+from data.base import ArrayDataset, cached, check_split, split_rng
 from data.draw import (
     COLOUR_NAMES,
     PALETTE,
@@ -40,6 +40,7 @@ from data.draw import (
     textured_background,
     to_uint8,
 )
+from shapley.game import check_patch_grid
 
 CLASSES = ["red_circle", "blue_square", "pair", "half_pair"]
 # (shape, colour) of each key object: the only combinations any rule reads
@@ -52,7 +53,7 @@ DISTRACTOR_IDS = np.array([(SHAPES.index(s), COLOUR_NAMES.index(c)) for s, c in 
 
 def check_sizes(image_size: int, patch_size: int) -> None:
     """Raise a ValueError unless patches tile the image and hold shapes that can be told apart."""
-    check_patch_size(image_size, patch_size)
+    check_patch_grid(image_size, image_size, patch_size)
     if patch_size < 5:
         raise ValueError(f"patch size {patch_size} leaves objects of {patch_size - 2} px, too small "
                          "to tell shapes apart; use patch_size >= 5")

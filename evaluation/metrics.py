@@ -7,8 +7,9 @@ mask of the relevant players, pair truth a symmetric bool `(N, N)` mask. Five fa
 2. ground truth from the data: `auroc`, `pointing_game`, `pair_auroc`;
 3. faithfulness without ground truth: `insertion_deletion` (RISE) over players, and Grad-CAM++'s
    `average_drop_increase` on inputs masked by a saliency map (`explanation_masked_input`,
-   `masked_probabilities`), reported raw and after seed 004's `equal_mass_rescale`, which removes
-   Average Drop's bias towards maps with more mass;
+   `masked_probabilities`), reported raw and after the equal-mass rescaling `equal_mass_rescale`
+   (Domeniconi 2025, a reproduction of Shap-CAM by Zheng et al. 2022), which removes Average
+   Drop's bias towards maps with more mass;
 4. sanity: `cascading_randomization` (Adebayo et al. 2018);
 5. cost: `forward_ratio`.
 
@@ -291,7 +292,7 @@ def average_drop_increase(model_prob_full: Tensor,
     Average Drop = mean(max(0, Y - O) / Y) * 100 (lower is better) and
     Increase in Confidence = mean(O > Y) * 100 (higher is better).
     Both favour maps with more mass (an all-ones map has Average Drop 0); compare maps after
-    `equal_mass_rescale` too (seed 004).
+    `equal_mass_rescale` too (Domeniconi 2025).
     """
     y = _finite("model_prob_full", model_prob_full)
     o = _finite("model_prob_explained", model_prob_explained)
@@ -325,7 +326,7 @@ def explanation_masked_input(x: Tensor, pixel_map: Tensor, baseline: str | Tenso
     """One input softly masked by its explanation: x * s + baseline * (1 - s), s the map in [0, 1].
 
     Grad-CAM++ and Shap-CAM (Zheng et al. 2022) mask "by point-wise multiplication of the image
-    with the saliency map", which is `baseline="zeros"` here; seed 004 notes the papers leave the
+    with the saliency map", which is `baseline="zeros"` here; Domeniconi 2025 notes the papers leave the
     map's scaling ambiguous. We fix it: s = normalise_map(pixel_map) (negatives clipped to 0,
     divided by the max), used as a soft mask towards the baseline. `baseline` is built by the
     masking game's `make_baseline` ("zeros", "mean", "blur" or a tensor), so with the game's
@@ -408,7 +409,7 @@ def _unit_map(s: Tensor, r: float) -> Tensor:
 
 
 def equal_mass_exponent(s: Tensor, r: float = 0.3) -> float:
-    """The exponent exp(alpha) > 0 with sum(s ** exp(alpha)) = r * s.numel() (seed 004).
+    """The exponent exp(alpha) > 0 with sum(s ** exp(alpha)) = r * s.numel() (Domeniconi 2025).
 
     sum(s ** p) falls from the number of positive entries (p -> 0) to the number of ones
     (p -> inf), so a solution exists iff #(s == 1) < r * numel < #(s > 0); otherwise this raises
@@ -438,7 +439,7 @@ def equal_mass_exponent(s: Tensor, r: float = 0.3) -> float:
 
 
 def equal_mass_rescale(s: Tensor, r: float = 0.3) -> Tensor:
-    """Seed 004's equal-mass map s ** exp(alpha), with sum r * s.numel(), order preserved.
+    """The equal-mass map s ** exp(alpha) of Domeniconi 2025, with sum r * s.numel(), order kept.
 
     Average Drop favours maps with more mass (all ones scores a perfect 0), so before comparing
     two explainers both maps get the same mass while their maxima stay at 1. Where no exponent

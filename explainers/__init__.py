@@ -5,7 +5,8 @@
 
 Methods (one file each, registered in EXPLAINERS): gradient_shap, captum_gradient_shap,
 integrated_gradients, deeplift_shap, gradcam_pp, attention, attention_rollout, exact,
-permutation, kernel, learned_shap.
+permutation, kernel, learned_shap. The machinery they share (the verb, the registry, input
+checks, isolation, row counting) is in `explainers.core`.
 """
 
 from explainers import (  # noqa: F401  (each module registers its method)
@@ -21,7 +22,7 @@ from explainers import (  # noqa: F401  (each module registers its method)
     learned_shap,
     permutation,
 )
-from explainers.base import (
+from explainers.core import (
     EXPLAINERS,
     Attribution,
     Cost,

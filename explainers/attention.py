@@ -1,4 +1,9 @@
-"""The ViT's last-block attention from the class token to each patch, averaged over heads."""
+"""The ViT's last-block attention to each patch, averaged over heads.
+
+The queries are the tokens the model's head reads: the class token for a ViT classified by its
+class token (timm's default), the patch tokens otherwise (a LearnedSHAP head reads every patch
+token, mean pooling too). Attention from a token the head never reads would explain nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,14 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, find_timm_vit, register, unsupported
+from explainers.core import (
+    Players,
+    Result,
+    find_timm_vit,
+    head_reads_class_token,
+    register,
+    unsupported,
+)
 
 
 @contextlib.contextmanager
@@ -63,24 +75,40 @@ def patch_attention(method: str, model: nn.Module, x: Tensor, players: Players, 
     return vit, maps
 
 
-def from_class_token(attn: Tensor, n_prefix: int) -> Tensor:
-    """Attention (B, L, L) from the class token to the patches (B, N).
+QUERIES = ("auto", "class_token", "patch_tokens")
 
-    Without prefix tokens (global average pooling) it is the mean attention each patch receives.
-    """
-    if n_prefix == 0:
-        return attn.mean(1)
-    return attn[:, 0, n_prefix:]
+
+def resolve_queries(model: nn.Module, vit: nn.Module, queries: str) -> str:
+    """"class_token" or "patch_tokens": which tokens' attention the method reads."""
+    if queries not in QUERIES:
+        raise ValueError(f"queries must be one of {QUERIES}, got {queries!r}")
+    if queries == "auto":
+        return "class_token" if head_reads_class_token(model) else "patch_tokens"
+    if queries == "class_token" and vit.num_prefix_tokens == 0:
+        raise ValueError("queries='class_token' but this ViT has no class token; use "
+                         "queries='patch_tokens'")
+    return queries
+
+
+def attention_to_patches(attn: Tensor, n_prefix: int, queries: str) -> Tensor:
+    """Attention (B, L, L) paid to each patch (B, N) by the class token or, on average, by the
+    patch tokens."""
+    if queries == "class_token":
+        return attn[:, 0, n_prefix:]
+    return attn[:, n_prefix:, n_prefix:].mean(1)
 
 
 @register("attention", gradients=False, randomness=False)
 def attention(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed: int,
-              batch_size: int = 256) -> Result:
-    """Last block's class-token attention to each patch, mean over heads: (B, N), class-agnostic.
+              queries: str = "auto", batch_size: int = 256) -> Result:
+    """Last block's attention to each patch, mean over heads: (B, N), class-agnostic.
 
-    The same map for every target class: attention says where the model looks, not for what.
+    `queries`: "class_token", "patch_tokens" (their mean), or "auto": the tokens the model's
+    head reads. The same map for every target class: attention says where the model looks, not
+    for what. extras "queries" says which tokens were read.
     """
     vit, maps = patch_attention("attention", model, x, players, "last", batch_size)
+    queries = resolve_queries(model, vit, queries)
     last = maps[len(vit.blocks) - 1].mean(1)                               # (B, L, L)
-    return Result(values=from_class_token(last, vit.num_prefix_tokens),
-                  extras={"class_agnostic": True})
+    return Result(values=attention_to_patches(last, vit.num_prefix_tokens, queries),
+                  extras={"class_agnostic": True, "queries": queries})

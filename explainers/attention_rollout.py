@@ -5,19 +5,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from explainers.attention import from_class_token, patch_attention
-from explainers.base import Players, Result, register
+from explainers.attention import attention_to_patches, patch_attention, resolve_queries
+from explainers.core import Players, Result, register
 
 
 @register("attention_rollout", gradients=False, randomness=False)
 def attention_rollout(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
-                      seed: int, residual: float = 0.5, batch_size: int = 256) -> Result:
-    """Class-token row of A_L ... A_1, A = residual I + (1 - residual) mean_heads(attn): (B, N).
+                      seed: int, residual: float = 0.5, queries: str = "auto",
+                      batch_size: int = 256) -> Result:
+    """Rows of A_L ... A_1 read at the patches, A = residual I + (1 - residual) mean_heads(attn).
 
     Each block's head-averaged attention is mixed with the identity for the residual connection
-    and renormalised, then multiplied from the first block to the last. Class-agnostic.
+    and renormalised, then multiplied from the first block to the last; the result is read at
+    the class token's row or averaged over the patch tokens' rows (`queries`, as for
+    `attention`: by default the tokens the head reads). Class-agnostic: (B, N).
     """
     vit, maps = patch_attention("attention_rollout", model, x, players, "all", batch_size)
+    queries = resolve_queries(model, vit, queries)
     rollout = None
     for i in range(len(vit.blocks)):
         a = maps[i].mean(1)                                                 # (B, L, L)
@@ -25,5 +29,5 @@ def attention_rollout(model: nn.Module, x: Tensor, target: Tensor, players: Play
         a = residual * eye + (1 - residual) * a
         a = a / a.sum(-1, keepdim=True)
         rollout = a if rollout is None else a @ rollout                     # (B, L, L)
-    return Result(values=from_class_token(rollout, vit.num_prefix_tokens),
-                  extras={"class_agnostic": True})
+    return Result(values=attention_to_patches(rollout, vit.num_prefix_tokens, queries),
+                  extras={"class_agnostic": True, "queries": queries})

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, background_for, register, reseed
+from explainers.core import Players, Result, background_for, check_count, register, reseed
 
 
 @register("captum_gradient_shap")
@@ -24,6 +24,8 @@ def captum_gradient_shap(model: nn.Module, x: Tensor, target: Tensor, players: P
     """
     from captum.attr import GradientShap
 
+    n_samples = check_count("n_samples", n_samples)
+    batch_size = check_count("batch_size", batch_size)
     explainer = GradientShap(model)
     rows = []
     for xi, k in zip(x, target.tolist(), strict=True):   # xi: (C, *S)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from explainers.base import (
+from explainers.core import (
     HOOK_DICTS,
     Players,
     Result,

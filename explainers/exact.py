@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, games, register, uncounted
+from explainers.core import Players, Result, games, register
 
 MAX_PLAYERS = 20      # 2^20 model rows per input is already hours on a CPU
 
@@ -28,7 +28,7 @@ def exact(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed
         raise ValueError(f"exact needs 2^{players.n} model rows per input for {players.n} "
                          f"players; use at most {MAX_PLAYERS} players, or method 'permutation' "
                          "or 'kernel' with a budget")
-    values, pairs, harsanyi, rows = [], [], [], 0
+    values, pairs, harsanyi = [], [], []
     per_input = games(model, x, players, removal=removal, baseline=baseline,
                       batch_size=batch_size, output=output)
     for game, k in zip(per_input, target.tolist(), strict=True):
@@ -37,8 +37,6 @@ def exact(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed
         if interactions:
             pairs.append(res.pairs_sii[:, :, k])                          # (N, N)
             harsanyi.append(res.pairs_harsanyi[:, :, k])
-        rows += uncounted(game)
     extras = {"pairs": torch.stack(pairs).float(),                       # (B, N, N)
               "pairs_harsanyi": torch.stack(harsanyi).float()} if interactions else {}
-    return Result(values=torch.stack(values).float().to(x.device), extras=extras,
-                  uncounted_forwards=rows)
+    return Result(values=torch.stack(values).float().to(x.device), extras=extras)

@@ -7,7 +7,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, find_timm_vit, register, unsupported
+from explainers.core import (
+    Players,
+    Result,
+    find_timm_vit,
+    head_reads_class_token,
+    register,
+    unsupported,
+)
 
 
 def token_grid(n_prefix: int, grid: tuple[int, int]) -> Callable[[Tensor], Tensor]:
@@ -25,9 +32,13 @@ def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
                target_layer: nn.Module | None = None, batch_size: int = 32) -> Result:
     """GradCAM++ pixel map (B, H, W) or (B, T, H, W), scaled to [0, 1] per input.
 
-    The layer is the last ViT block's first norm (the tokens its attention reads; after the last
-    block only the class token reaches the head, so later patch tokens have no gradient), or the
-    model's `feature_layer` (the 3D-ResNet's last stage); `target_layer` overrides it.
+    The default layer is one whose activations reach the logits of the model explained: for a
+    ViT classified by its class token, the last block's first norm (the patch tokens its
+    attention reads; after the last block only the class token reaches the head, so the patch
+    tokens there have no gradient); for a ViT whose head reads the patch tokens (LearnedSHAP,
+    mean pooling), the final norm, whose patch tokens are the head's input; for a CNN, its
+    `feature_layer` (the 3D-ResNet's last stage, which the head pools). `target_layer`
+    overrides it.
     """
     from pytorch_grad_cam import GradCAMPlusPlus
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -36,7 +47,7 @@ def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
     reshape = None
     if target_layer is None:
         if vit is not None:
-            target_layer = vit.blocks[-1].norm1
+            target_layer = vit.blocks[-1].norm1 if head_reads_class_token(model) else vit.norm
             reshape = token_grid(vit.num_prefix_tokens, tuple(vit.patch_embed.grid_size))
         elif isinstance(getattr(model, "feature_layer", None), nn.Module):
             target_layer = model.feature_layer

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, background_for, register, reseed
+from explainers.core import Players, Result, background_for, check_count, register, reseed
 
 
 class TargetColumn(nn.Module):
@@ -31,7 +31,7 @@ def gradient_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players,
 
     `background` holds the reference inputs x' (M, C, ...), ideally a few dozen training
     examples. Without it each input is compared with two references of its own: black (zeros)
-    and a Gaussian-blurred copy of itself (see `explainers.base.default_background`). shap draws
+    and a Gaussian-blurred copy of itself (see `explainers.core.default_background`). shap draws
     its samples from numpy's global RNG; it is seeded from `seed` for each input and restored
     afterwards by `explain`.
     """
@@ -39,6 +39,8 @@ def gradient_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players,
         warnings.simplefilter("ignore", PendingDeprecationWarning)
         import shap
 
+    n_samples = check_count("n_samples", n_samples)
+    batch_size = check_count("batch_size", batch_size)
     rows = []
     for xi, k in zip(x, target.tolist(), strict=True):   # xi: (C, *S)
         bg = background_for(xi, background)                     # (M, C, *S)

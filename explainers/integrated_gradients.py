@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, register
+from explainers.core import Players, Result, check_count, register
 from shapley.game import make_baseline
 
 
@@ -20,8 +20,10 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: Tensor, players: P
     """
     from captum.attr import IntegratedGradients
 
+    n_steps = check_count("n_steps", n_steps)
+    batch_size = check_count("batch_size", batch_size)
     base = torch.stack([make_baseline(xi, baseline) for xi in x])          # (B, C, *S)
     attr = IntegratedGradients(model).attribute(
         x, baselines=base, target=target, n_steps=n_steps,
-        internal_batch_size=max(batch_size, 1))
+        internal_batch_size=batch_size)
     return Result(pixels=attr.detach())                                    # (B, C, *S)

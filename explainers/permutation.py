@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from explainers.base import Players, Result, per_input_values, register
+from explainers.core import Players, Result, per_input_values, register
 
 
 @register("permutation")

@@ -54,6 +54,7 @@ class HeadOutput:
     unary: Tensor         # (B, N, K) c_i
     pair: Tensor | None   # (B, N, N, K) c_ij, symmetric, zero diagonal (None without pair terms)
     bias: Tensor          # (K,)
+    empty: Tensor | None = None   # (B, K) v(empty) of the model's game, when it is not `bias`
 
     def restrict(self, keep: Tensor) -> Tensor:
         """Logits of the decomposition restricted to coalitions `keep` (B, N) bool: (B, K)."""
@@ -135,6 +136,7 @@ class LearnedShapViT(nn.Module):
     """A ViT whose patch tokens feed a HarsanyiHead; removal is token dropping."""
 
     removal = "drop"
+    head_tokens = "patches"       # the head reads the patch tokens, never the class token
 
     def __init__(self, backbone: nn.Module, rank: int = 8, pairwise: bool = True):
         super().__init__()
@@ -145,6 +147,7 @@ class LearnedShapViT(nn.Module):
     # the token-dropping interface of models.vit.ViT, so the masking game drops tokens here too
     n_players = property(lambda self: self.backbone.n_players)
     patch_size = property(lambda self: self.backbone.patch_size)
+    image_size = property(lambda self: self.backbone.image_size)
     grid = property(lambda self: self.backbone.grid)
     n_classes = property(lambda self: self.backbone.n_classes)
 
@@ -164,6 +167,14 @@ class LearnedShapViT(nn.Module):
         """Logits and their Shapley decomposition in one forward pass."""
         return self.decompose_tokens(self.backbone.forward_features(x, keep), keep)
 
+    def shapley_values(self, x: Tensor) -> HeadOutput:
+        """The decomposition as Shapley values of the model's own game, efficient by design.
+
+        With every patch dropped the head sees no token and returns its bias, so
+        v(empty) = bias and sum_i phi_i = v(N) - v(empty) holds exactly: one forward pass.
+        """
+        return self.explain(x)
+
     def forward(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         return self.explain(x, keep).logits
 
@@ -180,6 +191,7 @@ class LearnedShapR3D(nn.Module):
     """
 
     removal = "baseline"
+    head_tokens = "patches"
 
     def __init__(self, backbone: nn.Module, tubelets: tuple[int, int, int] = DEFAULT_TUBELETS,
                  baseline: str = "blur", rank: int = 8, pairwise: bool = True):
@@ -207,17 +219,39 @@ class LearnedShapR3D(nn.Module):
         return cells.flatten(2).transpose(1, 2)                            # (B, N, C), time-major
 
     def explain(self, x: Tensor) -> HeadOutput:
+        """Logits and the head's decomposition (B, N, K) in one forward pass."""
         return self.head(self.tokens(x))
+
+    def shapley_values(self, x: Tensor) -> HeadOutput:
+        """The decomposition made efficient for the model's own game: two forward rows per clip.
+
+        Removing every tubelet leaves the baseline clip (a blur keeps the input's colours), whose
+        output v(empty) depends on the input and is not the head's bias. One more forward row
+        computes it, and the head's gap to it, bias - v(empty), is shared equally among the
+        players (the additive efficient normalisation of FastSHAP and ViT-Shapley), so that
+        sum_i phi_i = v(N) - v(empty) exactly.
+        """
+        B = len(x)
+        both = self.explain(torch.cat([x, self.removed(x)]))               # one pass, 2B rows
+        out = HeadOutput(both.logits[:B], both.shapley[:B], both.unary[:B],
+                         None if both.pair is None else both.pair[:B], both.bias)
+        empty = both.logits[B:]                                            # (B, K) v(empty)
+        out.shapley = out.shapley + ((out.bias - empty) / self.n_players)[:, None, :]
+        out.empty = empty
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         return self.explain(x).logits
 
+    def removed(self, x: Tensor) -> Tensor:
+        """The clips (B, C, T, H, W) with every tubelet removed: their baselines."""
+        return torch.stack([make_baseline(clip, self.baseline) for clip in x])
+
     def masked_logits(self, x: Tensor, keep: Tensor) -> Tensor:
         """The model's output with the tubelets outside `keep` (B, N) replaced by the baseline."""
         mask = tubelet_feature_mask(*x.shape[-3:], grid=self.tubelets).to(x.device)  # (T, H, W)
-        base = torch.stack([make_baseline(clip, self.baseline) for clip in x])
         present = keep[:, mask][:, None]                                   # (B, 1, T, H, W)
-        return self(torch.where(present, x, base))
+        return self(torch.where(present, x, self.removed(x)))
 
 
 def consistency_loss(model: nn.Module, full: HeadOutput, x: Tensor, keep: Tensor) -> Tensor:

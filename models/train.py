@@ -2,7 +2,8 @@
 
 `train` runs epochs with tqdm progress, prints per-epoch loss and accuracy, is fully determined by
 its seed (model init is the caller's: see `seeded`), and picks CUDA when present. A loss other than
-cross-entropy (LearnedSHAP's consistency loss) plugs in through `loss_fn`.
+cross-entropy (LearnedSHAP's consistency loss) plugs in through `loss_fn`. Batches are dicts with
+`x` and `y` (this project's datasets) or `(x, y)` pairs (e.g. a plain `TensorDataset`).
 """
 
 from __future__ import annotations
@@ -65,11 +66,31 @@ def cross_entropy_loss(drop_prob: float = 0.0) -> LossFn:
     return loss_fn
 
 
+def as_batch_dict(batch, device: torch.device) -> dict[str, Tensor]:
+    """A loader's batch as {"x", "y", ...} on `device`: dicts as they are, (x, y) pairs named."""
+    if isinstance(batch, dict):
+        if "x" not in batch or "y" not in batch:
+            raise ValueError(f"a batch dict needs keys 'x' and 'y', got {sorted(batch)}")
+    elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+        batch = {"x": batch[0], "y": batch[1]}
+    else:
+        size = len(batch) if hasattr(batch, "__len__") else "?"
+        raise TypeError(f"a batch must be a dict with 'x' and 'y' or an (x, y) pair, got "
+                        f"{type(batch).__name__} of length {size}; wrap the dataset so that "
+                        "it returns (input, label)")
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
 def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float = 3e-3,
           weight_decay: float = 0.05, seed: int = 0, loss_fn: LossFn | None = None,
           test_loader: DataLoader | None = None, device: torch.device | str | None = None,
           progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
     """Train with AdamW and a cosine schedule; returns one dict per epoch (loss, accuracies, time)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if len(train_loader) == 0:
+        raise ValueError("the training loader yields no batch (an empty dataset, or fewer "
+                         "examples than batch_size with drop_last=True); give it data")
     device = torch.device(device) if device is not None else default_device()
     loss_fn = loss_fn or cross_entropy_loss()
     gen = torch.Generator().manual_seed(seed)   # masks and other training randomness
@@ -84,7 +105,7 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
                    disable=None if progress else True)   # None: only on a terminal
         for batch in bar:
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = as_batch_dict(batch, device)
             loss, logits = loss_fn(model, batch, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,12 +137,15 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | 
     correct = total = 0
     try:
         for batch in loader:
-            logits = model(batch["x"].to(device))
-            correct += (logits.argmax(1).cpu() == batch["y"]).sum().item()
+            batch = as_batch_dict(batch, device)
+            logits = model(batch["x"])
+            correct += (logits.argmax(1) == batch["y"]).sum().item()
             total += len(batch["y"])
     finally:
         model.train(was_training)
-    return correct / max(total, 1)
+    if total == 0:
+        raise ValueError("the evaluation loader yields no example; give it test data")
+    return correct / total
 
 
 # --- checkpoints ------------------------------------------------------------------------------

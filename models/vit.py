@@ -24,6 +24,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from shapley.game import check_patch_grid
+
 
 @dataclass
 class ViTConfig:
@@ -160,16 +162,16 @@ class ViT(nn.Module):
         return vit.norm(vit.blocks(seq))
 
 
-def check_image(x: Tensor, image_size: tuple[int, int], patch_size: int) -> None:
+def check_image(x: Tensor, image_size: tuple[int, int], patch_size: int,
+                model: str = "the model") -> None:
     """Raise an error that says what to do when `x` is not a batch the ViT can read."""
     if x.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
     H, W = x.shape[-2:]
+    check_patch_grid(H, W, patch_size)
     if (H, W) != tuple(image_size):
-        hint = ("" if H % patch_size == 0 and W % patch_size == 0 else
-                f" (and patch size {patch_size} needs a multiple of {patch_size})")
-        raise ValueError(f"image is {H}x{W} but the model expects {image_size[0]}x{image_size[1]}"
-                         f"{hint}; resize the input or build the model with image_size={H}")
+        raise ValueError(f"image is {H}x{W} but {model} expects {image_size[0]}x{image_size[1]}; "
+                         f"resize the input or build the model with image_size={H}")
 
 
 def check_keep(keep: Tensor, batch: int, n_players: int) -> Tensor:

@@ -34,11 +34,39 @@ from torch import Tensor, nn
 DEFAULT_TUBELETS = (2, 2, 2)
 
 
+def check_patch_grid(height: int, width: int, patch_size: int, what: str = "image") -> None:
+    """Raise a ValueError unless square patches of `patch_size` tile a height x width `what`."""
+    if patch_size < 1 or height % patch_size or width % patch_size:
+        raise ValueError(f"{what} is {height}x{width} but patch size {patch_size} needs a "
+                         f"multiple of {patch_size}; resize or set patch_size")
+
+
+def check_feature_mask(feature_mask: Tensor, pixels: tuple[int, ...]) -> tuple[Tensor, int]:
+    """A captum-style feature mask, checked: (mask (H, W) or (T, H, W) long on the CPU, N).
+
+    It must hold one integer player id per pixel of `pixels`, numbered 0..N-1 with none missing.
+    """
+    if not isinstance(feature_mask, Tensor) or feature_mask.ndim not in (2, 3):
+        shape = (tuple(feature_mask.shape) if isinstance(feature_mask, Tensor)
+                 else type(feature_mask).__name__)
+        raise ValueError(f"feature_mask must be an integer tensor (H, W) or (T, H, W), got {shape}")
+    if feature_mask.dtype == torch.bool or feature_mask.is_floating_point():
+        raise TypeError(f"feature_mask must hold integer player ids, got {feature_mask.dtype}; "
+                        "use feature_mask.long()")
+    if tuple(feature_mask.shape) != tuple(pixels):
+        raise ValueError(f"feature_mask has shape {tuple(feature_mask.shape)} but the input's "
+                         f"pixels are {tuple(pixels)}; give one player id per pixel")
+    mask = feature_mask.detach().long().cpu()
+    ids = mask.unique()
+    if ids.min() != 0 or len(ids) != ids.max() + 1:
+        raise ValueError("feature_mask must number the players 0..N-1 with none missing, got "
+                         f"ids {ids.tolist()[:10]}{'...' if len(ids) > 10 else ''}")
+    return mask, len(ids)
+
+
 def patch_feature_mask(height: int, width: int, patch_size: int) -> Tensor:
     """Players as square patches, numbered row by row: (H, W) long."""
-    if height % patch_size or width % patch_size:
-        raise ValueError(f"image is {height}x{width} but patch size {patch_size} needs a multiple "
-                         f"of {patch_size}; resize or set patch_size")
+    check_patch_grid(height, width, patch_size)
     gw = width // patch_size
     rows = torch.arange(height)[:, None] // patch_size
     cols = torch.arange(width)[None, :] // patch_size
@@ -117,15 +145,7 @@ class MaskingGame:
             else:
                 raise ValueError("this model has no patch grid: pass feature_mask (H, W) with "
                                  "player ids 0..N-1, e.g. shapley.patch_feature_mask(H, W, 8)")
-        if tuple(feature_mask.shape) != tuple(x.shape[1:]):
-            raise ValueError(f"feature_mask has shape {tuple(feature_mask.shape)} but the input's "
-                             f"pixels are {tuple(x.shape[1:])}; give one player id per pixel")
-        ids = feature_mask.unique()
-        if ids.min() != 0 or len(ids) != ids.max() + 1:
-            raise ValueError("feature_mask must number the players 0..N-1 with none missing, "
-                             f"got ids {ids.tolist()[:10]}...")
-        self.n_players = len(ids)
-        self.feature_mask = feature_mask.long()
+        self.feature_mask, self.n_players = check_feature_mask(feature_mask, tuple(x.shape[1:]))
         self._pixel_mask = self.feature_mask.to(self.device)
         self._baseline = make_baseline(self.x, baseline, data_mean)
 

@@ -8,24 +8,27 @@ import math
 import pytest
 import torch
 
-from evaluation import benchmark
-from evaluation.benchmark import (
+from evaluation import benchmark, timing
+from evaluation.markdown import render
+from evaluation.records import json_ready
+from evaluation.runs import SAMPLERS, UNITLESS
+from evaluation.scoring import nanmean
+from evaluation.tables import (
     COLUMNS,
     Column,
     best_rows,
     break_even_table,
-    json_ready,
-    make_run_seconds,
     markdown_table,
-    nanmean,
     shortfalls,
     sig3,
 )
 
-ROW_FIELDS = ["model", "method", "budget", "n_examples", "pearson_exact", "spearman_exact",
-              "rel_l2_exact", "auroc_truth", "pointing_game", "pair_auroc_truth",
-              "insertion_auc", "deletion_auc", "avg_drop", "avg_increase", "avg_drop_rescaled",
-              "avg_increase_rescaled", "evals", "seconds", "forward_ratio"]
+ROW_FIELDS = ["model", "method", "variant", "budget", "explains", "n_examples", "pearson_exact",
+              "spearman_exact", "rel_l2_exact", "efficiency_gap", "auroc_truth",
+              "pointing_game", "pair_auroc_truth", "insertion_auc", "deletion_auc", "avg_drop",
+              "avg_increase", "avg_drop_rescaled", "avg_increase_rescaled", "evals", "seconds",
+              "forward_ratio"]
+METRICS = ROW_FIELDS[6:]
 FIGURES = ["benchmark_grid_images.png", "benchmark_grid_video.png", "benchmark_convergence.png",
            "benchmark_insertion_deletion.png"]
 
@@ -55,21 +58,21 @@ def test_best_rows_skip_excluded_rows_and_need_two_competitors():
 def test_markdown_table_bolds_the_best_but_not_the_exact_reference():
     rows = [
         {"method": "learned_shap", "budget": None, "pearson_exact": 0.95, "rel_l2_exact": 0.2,
-         "evals": 1.0, "deletion_auc": 0.30},
+         "evals": 1.0, "deletion_auc": 0.30, "explains": "the game"},
         {"method": "exact", "budget": None, "pearson_exact": 1.0, "rel_l2_exact": 0.0,
-         "evals": 65536.0, "deletion_auc": 0.25},
+         "evals": 65536.0, "deletion_auc": 0.25, "explains": "the game"},
         {"method": "permutation", "budget": 1024, "pearson_exact": 0.99, "rel_l2_exact": 0.05,
-         "evals": 1000.0, "deletion_auc": 0.31},
+         "evals": 1000.0, "deletion_auc": 0.31, "explains": "the game"},
     ]
-    table = markdown_table(rows)
-    lines = table.splitlines()
-    assert lines[0].startswith("| method | Pearson vs exact ↑ |")
+    lines = markdown_table(rows).splitlines()
+    assert lines[0].startswith("| method | explains | Pearson vs exact ↑ |")
     assert "AUROC" not in lines[0]                      # a column with no value is left out
     learned, exact, perm = lines[2], lines[3], lines[4]
     assert "| **1.00** |" in learned                     # fewest evals
-    assert "**" not in exact.split("|")[2] and "**" not in exact.split("|")[3]
+    assert "**" not in exact.split("|")[3] and "**" not in exact.split("|")[4]
     assert "**0.250**" in exact                          # deletion: the exact row competes there
-    assert perm.startswith("| permutation @ 1,024 | **0.990** | **0.0500** |")
+    # samplers are labelled with the evaluations they made, not the budget asked for
+    assert perm.startswith("| permutation (1,000 evals) | the game | **0.990** | **0.0500** |")
 
 
 def test_shortfalls_name_the_columns_another_method_wins():
@@ -83,7 +86,7 @@ def test_shortfalls_name_the_columns_another_method_wins():
     ]
     lost = {s["column"]: s for s in shortfalls(rows)}
     assert set(lost) == {"pearson_exact", "deletion_auc"}       # evals won; no AUROC of its own
-    assert lost["pearson_exact"]["best_method"] == "kernel @ 256"
+    assert lost["pearson_exact"]["best_method"] == "kernel (250 evals)"
     assert lost["deletion_auc"] == {"column": "deletion_auc", "header": "deletion ↓",
                                     "value": 0.30, "best": 0.25, "best_method": "exact"}
     with pytest.raises(ValueError, match="no 'gradcam_pp' row"):
@@ -93,14 +96,13 @@ def test_shortfalls_name_the_columns_another_method_wins():
 def test_markdown_table_has_a_column_per_metric():
     row = {"method": "m", "budget": None, **{c.key: 0.5 for c in COLUMNS}}
     header = markdown_table([row]).splitlines()[0]
-    assert header.count("|") == len(COLUMNS) + 2
+    assert header.count("|") == len(COLUMNS) + 3
 
 
 @pytest.mark.parametrize("first, expected_calls, expected", [(0.001, 11, 0.002), (0.2, 1, 0.2)])
 def test_cheap_explanations_are_timed_beside_a_paired_forward(monkeypatch, first, expected_calls,
                                                                expected):
-    from explainers import Attribution
-    from explainers.base import Cost
+    from explainers import Attribution, Cost
     times = iter([first] + [0.003, 0.002, 0.002, 0.001, 0.002, 0.009, 0.002, 0.002, 0.001, 0.004])
     calls, forwards = [], []
 
@@ -109,30 +111,32 @@ def test_cheap_explanations_are_timed_beside_a_paired_forward(monkeypatch, first
         return Attribution(torch.zeros(1, 4), torch.zeros(1, 2, 2), method, target,
                            Cost(1, 0, next(times)))
 
-    monkeypatch.setattr(benchmark, "explain", fake_explain)
+    monkeypatch.setattr(timing, "explain", fake_explain)
     model = lambda x: forwards.append(torch.is_grad_enabled())        # noqa: E731
-    out, fwd = benchmark.timed_explain("m", model, torch.zeros(1, 3, 2, 2), torch.zeros(1), seed=7)
+    out, fwd = timing.timed_explain("m", model, torch.zeros(1, 3, 2, 2), torch.zeros(1), seed=7)
     assert len(calls) == expected_calls and set(calls) == {7}
     assert out.cost.seconds == pytest.approx(expected)
     assert len(forwards) == expected_calls - 1 and not any(forwards)   # one forward per repeat
     assert (fwd is None) == (expected_calls == 1) and (fwd is None or fwd > 0)
 
 
-def test_break_even_table_says_when_the_grid_never_matches():
-    be = {"vit": {"n_players": 16, "reference": "exact", "n_examples": 2, "seeds": [0, 1],
-                  "learned_rel_l2": 0.05, "learned_evals": 1,
-                  "permutation": {"break_even_evals": 254.0,
-                                  "curve": [{"budget": 256, "evals": 254.0, "rel_l2": 0.04}]},
-                  "kernel": {"break_even_evals": None,
-                             "curve": [{"budget": 256, "evals": 250.0, "rel_l2": 0.09}]}}}
-    line = break_even_table(be).splitlines()[2]
-    assert "| 254 |" in line and "not reached by 256" in line and "2 × 2" in line
+def break_even_entry(**kw) -> dict:
+    entry = {"n_players": 16, "reference": "exact", "n_examples": 4, "per_class": 1,
+             "seeds": [0, 1], "target_error": 0.05, "learned_evals": 1.0,
+             "reference_noise": 0.0, "resolved": True, "best": "permutation",
+             "samplers": {"permutation": {"evals": 30.0, "relation": "≤", "curve": []},
+                          "kernel": {"evals": 2046.0, "relation": ">", "curve": []}}}
+    return {**entry, **kw}
 
 
-def test_varied_indices_take_each_class_in_turn():
-    assert benchmark.varied_indices([2, 2, 2, 3, 2, 0], 4) == [0, 3, 5, 1]
-    assert benchmark.varied_indices([1, 1], 5) == [0, 1]
-    assert benchmark.varied_indices([], 3) == []
+def test_break_even_table_writes_bounds_and_the_reference_noise():
+    line = break_even_table({"vit": break_even_entry()}).splitlines()[2]
+    assert "| ≤ 30 |" in line and "| > 2,046 |" in line and "4 × 2" in line
+    assert line.endswith("| permutation | yes |")
+    noisy = break_even_entry(reference="antithetic permutation, 2 x 8,192",
+                             reference_noise=0.02, resolved=False)
+    line = break_even_table({"vit64": noisy}).splitlines()[2]
+    assert "8,192 (0.0200)" in line and "no: reference noise" in line
 
 
 def test_nanmean_ignores_missing_values():
@@ -147,38 +151,25 @@ def test_json_ready_writes_nan_as_null():
     json.dumps(out, allow_nan=False)
 
 
-def test_make_run_seconds_from_option_or_environment(monkeypatch):
-    monkeypatch.delenv("LEARNEDSHAP_MAKE_RUN_SECONDS", raising=False)
-    assert make_run_seconds(None) is None
-    assert make_run_seconds(12.5) == 12.5
-    monkeypatch.setenv("LEARNEDSHAP_MAKE_RUN_SECONDS", "400")
-    assert make_run_seconds(None) == 400.0
-    monkeypatch.setenv("LEARNEDSHAP_MAKE_RUN_SECONDS", "soon")
-    with pytest.raises(ValueError, match="not a number of seconds"):
-        make_run_seconds(None)
-
-
-def test_full_settings_cover_every_model():
+def test_full_settings_cover_every_model_with_the_same_number_per_class():
     full = benchmark.settings_for(quick=False)
-    assert set(full.n_examples) == set(benchmark.MODELS)
-    assert set(full.break_even_budgets) == set(benchmark.MODELS) | set(benchmark.BREAK_EVEN_ONLY)
+    assert set(full.per_class) == set(benchmark.MODELS)
+    assert set(full.break_even_per_class) == set(benchmark.MODELS) | set(benchmark.BREAK_EVEN_ONLY)
+    assert full.break_even_per_class["vit_patches64"] * 4 >= 16   # sampled reference: 16 or more
     assert full.n_samples == 200 and not full.quick
 
 
 # --- the quick run (slow) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """`python -m evaluation.benchmark --quick --out tmp`, in-process, on a fresh cache."""
+def quick_run(tmp_path_factory, quick_cache):
+    """`python -m evaluation.benchmark --quick --out tmp`, in-process, on the session's cache."""
     out = tmp_path_factory.mktemp("benchmark")
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LEARNEDSHAP_QUICK", "1")
-        mp.setenv("LEARNEDSHAP_CACHE", str(tmp_path_factory.mktemp("cache")))
-        mp.delenv("LEARNEDSHAP_MAKE_RUN_SECONDS", raising=False)
-        try:
-            returned = benchmark.main(["--quick", "--out", str(out), "--no-progress"])
-        finally:
-            torch.set_num_threads(threads)
+        mp.setenv("LEARNEDSHAP_CACHE", str(quick_cache))
+        returned = benchmark.main(["--quick", "--out", str(out), "--no-progress"])
+    assert torch.get_num_threads() == threads            # restored after the run
     results = json.loads((out / "results.json").read_text())
     return out, results, returned
 
@@ -188,14 +179,16 @@ def rows_of(results: dict, model: str, method: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_quick_run_writes_every_file(quick_run):
+def test_quick_run_writes_every_file_and_the_markdown_comes_from_the_json(quick_run):
     out, results, returned = quick_run
     assert returned == results
     for name in FIGURES:
         assert (out / name).stat().st_size > 1000, name
     md = (out / "results.md").read_text()
-    assert "| method | Pearson vs exact ↑ |" in md and "| learned_shap |" in md
+    assert md == render(results)                        # rebuildable from results.json alone
+    assert "| method | explains | Pearson vs exact ↑ |" in md and "| learned_shap |" in md
     assert "## Break-even" in md and "Quick mode" in md and "Configuration:" in md
+    assert "by true class" in md
 
 
 @pytest.mark.slow
@@ -214,79 +207,100 @@ def test_quick_run_schema(quick_run):
         for name in ROW_FIELDS:
             assert name in row, (row["model"], row["method"], name)
         assert isinstance(row["n_examples"], int) and row["n_examples"] > 0
-        for name in ROW_FIELDS[4:]:
+        for name in METRICS:
             assert row[name] is None or isinstance(row[name], (int, float)), name
-        assert (row["budget"] is None) == (row["method"] not in benchmark.SAMPLERS)
+        assert set(row["per_class"]) == set(METRICS)
+        assert (row["budget"] is None) == (row["method"] not in SAMPLERS)
         assert row["evals"] is None or row["evals"] >= 1          # null: rows not counted
         assert row["seconds"] > 0 and row["forward_ratio"] > 0
 
 
 @pytest.mark.slow
-def test_quick_run_has_every_method_once_per_budget(quick_run):
+def test_quick_run_scores_the_same_number_of_examples_of_every_class(quick_run):
+    _, results, _ = quick_run
+    for key, m in results["models"].items():
+        if m.get("break_even_only"):
+            continue
+        (row,) = [r for r in rows_of(results, key, "exact")]
+        classes = row["per_class"]["pearson_exact"]
+        assert row["n_examples"] == m["per_class"] * len(classes)
+    for b in results["break_even"].values():
+        assert b["n_examples"] % b["per_class"] == 0
+
+
+@pytest.mark.slow
+def test_quick_run_has_every_planned_run_once(quick_run):
     _, results, _ = quick_run
     settings = benchmark.settings_for(quick=True)
     for model in benchmark.MODELS:
-        methods = [(r["method"], r["budget"]) for r in results["results"] if r["model"] == model]
-        assert len(methods) == len(set(methods))
-        for sampler in benchmark.SAMPLERS:
-            assert sorted(b for m, b in methods if m == sampler) == settings.budgets[model]
-        assert ("learned_shap", None) in methods and ("exact", None) in methods
+        runs = [(r["method"], r["variant"], r["budget"]) for r in results["results"]
+                if r["model"] == model]
+        assert len(runs) == len(set(runs))
+        n = results["models"][model]["n_players"]
+        for sampler in SAMPLERS:
+            assert sorted(b for m, _, b in runs if m == sampler) == \
+                [2 * n * m for m in settings.budgets[model]]
+    # the video game's blur baseline: the gradient methods get a matching row
+    video = {(m, v) for m, v, _ in [(r["method"], r["variant"], r["budget"])
+                                     for r in results["results"] if r["model"] == "r3d_video"]}
+    assert ("gradient_shap", "blur ref") in video and ("integrated_gradients", "blur baseline") in video
     # captum's DeepLift has no LayerNorm rule: the video head is skipped with the reason, not run
     (skip,) = [s for s in results["skipped"] if s["method"] == "deeplift_shap"]
     assert skip["model"] == "r3d_video" and "LayerNorm" in skip["reason"]
-    assert not rows_of(results, "r3d_video", "deeplift_shap")
+    # attention reads the patch tokens the LearnedSHAP head reads
+    for row in rows_of(results, "vit_patches", "attention"):
+        assert row["queries"] == "patch_tokens"
 
 
 @pytest.mark.slow
 def test_quick_run_nulls_where_a_metric_does_not_apply(quick_run):
     _, results, _ = quick_run
     for row in results["results"]:
-        if row["method"] in benchmark.UNITLESS:
-            assert row["rel_l2_exact"] is None, row["method"]
+        if row["method"] in UNITLESS:
+            assert row["rel_l2_exact"] is None and row["efficiency_gap"] is None, row["method"]
         if row["method"] not in ("learned_shap", "exact") or row["model"] != "vit_patches":
             assert row["pair_auroc_truth"] is None, (row["model"], row["method"])
         assert row["pearson_exact"] is not None and row["insertion_auc"] is not None
 
 
 @pytest.mark.slow
-def test_exact_agrees_with_itself(quick_run):
+def test_exact_agrees_with_itself_and_game_methods_are_efficient(quick_run):
     _, results, _ = quick_run
     for model in benchmark.MODELS:
         (row,) = rows_of(results, model, "exact")
         assert row["pearson_exact"] == pytest.approx(1.0)
         assert row["spearman_exact"] == pytest.approx(1.0)
-        assert row["rel_l2_exact"] == pytest.approx(0.0, abs=1e-9)
+        assert row["rel_l2_exact"] == pytest.approx(0.0, abs=1e-6)     # float32 against float64
+        for method in ("exact", "learned_shap", "kernel"):
+            for r in rows_of(results, model, method):
+                assert r["efficiency_gap"] < 1e-4, (model, method)
     assert results["timings"]["exact_seconds_per_image"] > 0
     assert results["timings"]["make_run_seconds"] is None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["vit_patches", "vit_digits"])
-def test_learned_shap_costs_one_forward(quick_run, model):
+@pytest.mark.parametrize("model, evals", [("vit_patches", 1), ("vit_digits", 1),
+                                          ("r3d_video", 2)])
+def test_learned_shap_costs_one_forward_or_two_on_video(quick_run, model, evals):
+    """A ViT's empty coalition is the head's bias; a clip's is its blur, one more row."""
     _, results, _ = quick_run
     (row,) = rows_of(results, model, "learned_shap")
-    assert row["evals"] == pytest.approx(1.0)
-    assert all(e == 1 for e in row["per_example"]["evals"])
-
-
-@pytest.mark.slow
-def test_learned_shap_costs_one_forward_on_video(quick_run):
-    _, results, _ = quick_run
-    (row,) = rows_of(results, "r3d_video", "learned_shap")
-    assert row["evals"] == pytest.approx(1.0)
+    assert all(e == evals for e in row["per_example"]["evals"])
+    assert results["break_even"][model]["learned_evals"] == evals
 
 
 @pytest.mark.slow
 def test_quick_run_break_even_sanity_and_config(quick_run):
     _, results, _ = quick_run
     assert set(results["break_even"]) == set(benchmark.MODELS) | set(benchmark.BREAK_EVEN_ONLY)
-    for b in results["break_even"].values():
-        assert math.isfinite(b["learned_rel_l2"]) and b["learned_rel_l2"] > 0
-        assert b["learned_evals"] == 1                   # one forward per explanation
-        for sampler in benchmark.SAMPLERS:
-            assert b[sampler]["curve"], sampler
-            e = b[sampler]["break_even_evals"]
-            assert e is None or e > 0
+    for key, b in results["break_even"].items():
+        assert math.isfinite(b["target_error"]) and b["target_error"] > 0
+        assert b["best"] in b["samplers"]
+        assert (b["reference_noise"] == 0) == (key != "vit_patches64")
+        for sampler in SAMPLERS:
+            s = b["samplers"][sampler]
+            assert s["curve"] and s["curve"][0]["budget"] == 2 * b["n_players"], sampler
+            assert s["relation"] in ("≤", "=", ">")
     sanity = results["sanity"]
     assert sanity["layers"][0] == "head"
     for m in sanity["methods"].values():
@@ -295,3 +309,14 @@ def test_quick_run_break_even_sanity_and_config(quick_run):
     assert config["quick"] is True and config["seed"] == 0
     assert set(config["versions"]) >= {"torch", "timm", "shap", "captum", "shapiq"}
     assert config["date"][:2] == "20"
+
+
+@pytest.mark.slow
+def test_make_run_duration_is_recorded_in_the_results(quick_run):
+    out, results, _ = quick_run
+    updated = benchmark.record_make_run(412.0, out)
+    assert updated["timings"]["make_run_seconds"] == 412.0
+    assert json.loads((out / "results.json").read_text()) == updated
+    assert "`make run`: 412 s" in (out / "results.md").read_text()
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        benchmark.record_make_run(0.0, out)

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from explainers import EXPLAINERS, Attribution, Result, explain, register
-from explainers.base import HOOK_DICTS
-from models.harsanyi import LearnedShapViT
+from explainers.core import HOOK_DICTS
+from models.harsanyi import LearnedShapR3D, LearnedShapViT
 from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
@@ -209,6 +209,55 @@ def test_deeplift_shap_is_complete_on_the_3d_resnet(r3d, clips):
     torch.testing.assert_close(att.values.sum(1), gap, rtol=1e-3, atol=1e-4)
 
 
+def test_attention_reads_the_tokens_the_head_reads(learned_vit, images):
+    """A LearnedSHAP head reads the patch tokens: attention is their mean row, not the class
+    token's (which no logit depends on); asking for the class token still works."""
+    probs = []
+    drop = learned_vit.backbone.backbone.blocks[-1].attn.attn_drop
+    handle = drop.register_forward_hook(lambda m, i, o: probs.append(i[0]))
+    try:
+        with torch.no_grad():
+            learned_vit(images)
+    finally:
+        handle.remove()
+    heads = probs[0].mean(1)                                              # (B, L, L)
+    att = explain("attention", learned_vit, images)
+    assert att.extras["queries"] == "patch_tokens"
+    torch.testing.assert_close(att.values, heads[:, 1:, 1:].mean(1))
+    cls = explain("attention", learned_vit, images, queries="class_token")
+    torch.testing.assert_close(cls.values, heads[:, 0, 1:])
+    rollout = explain("attention_rollout", learned_vit, images)
+    assert rollout.extras["queries"] == "patch_tokens"
+
+
+def test_gradcam_pp_uses_a_layer_that_reaches_the_logits(learned_vit, vit, images):
+    """GradCAM++ reads the tokens the head reads: a LearnedSHAP head reads the final norm's patch
+    tokens; a class-token ViT reads only the class token after the last block, so there its patch
+    tokens have no gradient and the last block's input is used instead."""
+    from explainers.core import find_timm_vit
+
+    inner = find_timm_vit(learned_vit)
+    default = explain("gradcam_pp", learned_vit, images, 1).pixel_map
+    at_norm = explain("gradcam_pp", learned_vit, images, 1, target_layer=inner.norm).pixel_map
+    at_block = explain("gradcam_pp", learned_vit, images, 1,
+                       target_layer=inner.blocks[-1].norm1).pixel_map
+    torch.testing.assert_close(default, at_norm)
+    assert not torch.allclose(default, at_block)
+
+    plain = find_timm_vit(vit)
+    grads = []
+    handle = plain.norm.register_full_backward_hook(lambda m, gi, go: grads.append(go[0]))
+    try:
+        x = images.clone().requires_grad_()
+        vit(x)[:, 1].sum().backward()
+    finally:
+        handle.remove()
+    assert grads[0][:, 1:].abs().sum() == 0                    # patch tokens: no gradient
+    torch.testing.assert_close(
+        explain("gradcam_pp", vit, images, 1).pixel_map,
+        explain("gradcam_pp", vit, images, 1, target_layer=plain.blocks[-1].norm1).pixel_map)
+
+
 def test_attention_is_the_class_token_row_of_the_last_block(vit, images):
     probs = []
     drop = vit.backbone.blocks[-1].attn.attn_drop   # sees the probabilities on the plain path
@@ -244,6 +293,26 @@ def test_cost_counts_rows(vit, images):
     assert (att.cost.forwards, att.cost.backwards) == (16, 16)
     att = explain("attention", vit, images)
     assert (att.cost.forwards, att.cost.backwards) == (4, 0)   # prediction + one pass
+    assert att.cost.evals == 4
+
+
+def test_cost_counts_passes_that_bypass_forward(vit, images, monkeypatch):
+    """Rows are counted where every evaluation passes (the ViT's final norm), so a token-dropping
+    game and a second backbone pass inside an explainer are both seen."""
+    att = explain("exact", vit, images, 0)
+    assert att.cost.forwards == 2 * 2**4                       # 2^N coalitions per input
+    with seeded(0):
+        model = LearnedShapViT(create_vit(ViTConfig(image_size=16, patch_size=8, dim=16,
+                                                    depth=1, heads=2)), rank=2).eval()
+    assert explain("learned_shap", model, images, 0).cost.evals == 2     # one row per image
+    once = LearnedShapViT.shapley_values
+
+    def twice(self, x):
+        self.backbone.forward_features(x)                      # a wasted backbone pass
+        return once(self, x)
+
+    monkeypatch.setattr(LearnedShapViT, "shapley_values", twice)
+    assert explain("learned_shap", model, images, 0).cost.evals == 4
 
 
 # --- reproducibility --------------------------------------------------------------------------
@@ -343,6 +412,39 @@ def learned_vit() -> nn.Module:
                                                    heads=2)), rank=2).eval()
 
 
+def test_learned_shap_values_are_the_heads_decomposition(learned_vit, images):
+    att = explain("learned_shap", learned_vit, images, torch.tensor([1, 3]))
+    with torch.no_grad():
+        out = learned_vit.explain(images)
+    torch.testing.assert_close(att.values, out.shapley[[0, 1], :, [1, 3]])
+    torch.testing.assert_close(att.extras["pairs"], out.pair[[0, 1], :, :, [1, 3]])
+    # efficient for its game: with every patch dropped the head returns its bias
+    game = MaskingGame(learned_vit, images[0])
+    ends = game(torch.tensor([[False] * 4, [True] * 4]))
+    torch.testing.assert_close(att.values[0].sum(), ends[1, 1] - ends[0, 1], rtol=0, atol=1e-5)
+
+
+def test_learned_shap_on_video_is_efficient_for_the_blur_game(clips):
+    """The empty clip is the blur, whose output is not the head's bias: one more forward row
+    gives v(empty), and phi sums to v(N) - v(empty)."""
+    with seeded(0):
+        model = LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8), blocks=(1, 1),
+                                                         strides=((1, 2, 2), (2, 2, 2)))),
+                               tubelets=TUBELETS, rank=2).eval()
+    att = explain("learned_shap", model, clips, 2)
+    assert att.cost.evals == 2 * len(clips)                    # the clip and its blur
+    with torch.no_grad():
+        head = model.explain(clips)
+    for i in range(2):
+        game = MaskingGame(model, clips[i], baseline="blur", tubelets=TUBELETS)
+        ends = game(torch.tensor([[False] * 8, [True] * 8]))
+        torch.testing.assert_close(att.values[i].sum(), ends[1, 2] - ends[0, 2], rtol=0,
+                                   atol=1e-5)
+        shift = (head.bias[2] - ends[0, 2]) / 8                 # the gap, shared equally
+        torch.testing.assert_close(att.values[i], head.shapley[i, :, 2] + shift, rtol=0,
+                                   atol=1e-5)
+
+
 def test_learned_shap_has_no_side_effects(learned_vit, images):
     model = prepared(copy.deepcopy(learned_vit))
     x = images.clone()
@@ -419,10 +521,44 @@ def test_bad_clips(r3d):
     (-1, ValueError, "out of range"),
     (torch.tensor([0, 1, 2]), ValueError, "one class per input"),
     (torch.tensor([0.5, 1.0]), TypeError, "integer class"),
+    (np.float32(1.0), TypeError, "must be an int"),
+    ("2", TypeError, "must be an int"),
 ])
 def test_bad_targets(target, error, match, vit, images):
     with pytest.raises(error, match=match):
         explain("attention", vit, images, target)
+
+
+@pytest.mark.parametrize("target", [np.int64(2), np.array([2, 2]), [2, 2]],
+                         ids=["numpy int", "numpy array", "list"])
+def test_numpy_and_list_targets_are_accepted(target, vit, images):
+    att = explain("attention", vit, images, target)
+    assert att.target.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("x", [torch.rand(1, 3, 16, 16) * 255, torch.rand(1, 3, 16, 16) - 0.5],
+                         ids=["0..255", "normalised"])
+def test_inputs_outside_the_unit_range_name_the_fix(x, vit):
+    with pytest.raises(ValueError, match=r"explainers take inputs in \[0, 1\].*x / 255"):
+        explain("attention", vit, x)
+
+
+@pytest.mark.parametrize("method, option", [
+    ("gradient_shap", {"n_samples": 0}), ("captum_gradient_shap", {"n_samples": -1}),
+    ("integrated_gradients", {"n_steps": 0}), ("gradient_shap", {"batch_size": 0})])
+def test_sample_counts_below_one_are_refused(method, option, vit, images):
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1"):
+        explain(method, vit, images, 0, **option)
+
+
+def test_tubelets_that_would_be_ignored_are_refused(vit, images, r3d, clips):
+    with pytest.raises(ValueError, match="tubelets=.*would be ignored.*2-D"):
+        explain("attention", vit, images, tubelets=(2, 2, 2))
+    mask = tubelet_feature_mask(4, 16, 16, (1, 2, 2))
+    with pytest.raises(ValueError, match="would be ignored: a feature_mask already names"):
+        explain("integrated_gradients", r3d, clips, 0, feature_mask=mask, tubelets=(2, 2, 2),
+                n_steps=2)
 
 
 def test_bad_feature_masks(vit, images):

@@ -182,3 +182,35 @@ def test_pair_detectors_are_non_negative_so_a_silent_player_has_no_pairs():
     assert silent.any() and not silent.all()
     assert (pair[silent] == 0).all() and (pair[:, silent] == 0).all()
     assert (pair[~silent][:, ~silent].abs().sum() > 0)
+
+
+@pytest.mark.slow
+def test_consistency_training_brings_phi_towards_the_models_own_shapley_values():
+    """The consistency loss is what makes phi the Shapley value of the model's masking game: the
+    same short run on a depth-2 ViT (once trained, attention mixes the patches, so the game is
+    not the head's decomposition by construction) with the loss switched off leaves phi far from
+    exact. (Measured here: rel. L2 0.36 without, 0.04 with; an untrained ViT barely mixes its
+    tokens, so both are small before training.)"""
+    import data
+    from models.train import train
+
+    loader = data.get_loader("patch_game", "train", batch_size=64, n_train=2048, n_test=64,
+                             image_size=24)
+    test = data.get_dataset("patch_game", "test", n_train=2048, n_test=64, image_size=24)
+    x = torch.stack([test[i]["x"] for i in range(8)])
+    gaps = {}
+    for weight in (0.0, 10.0):
+        with seeded(0):
+            model = LearnedShapViT(create_vit(ViTConfig(image_size=24, dim=32, depth=2,
+                                                        heads=2)), rank=4)
+        train(model, loader, epochs=8, seed=0, progress=False, log=lambda s: None,
+              loss_fn=learned_shap_loss(weight, warmup_steps=8), device="cpu")
+        errors = []
+        with torch.no_grad():
+            out = model.explain(x)
+        for i in range(len(x)):
+            k = int(out.logits[i].argmax())
+            exact = exact_shapley(MaskingGame(model, x[i]), 9, interactions=False).values[:, k]
+            errors.append(float((out.shapley[i, :, k].double() - exact).norm() / exact.norm()))
+        gaps[weight] = sum(errors) / len(errors)
+    assert gaps[10.0] < 0.3 * gaps[0.0], gaps

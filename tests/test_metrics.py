@@ -269,7 +269,7 @@ def test_average_drop_ranks_maps_by_their_mass_in_the_relevant_region():
 
 def test_all_ones_map_wins_average_drop_until_equal_mass_rescaling():
     ones = torch.ones(4, 4)
-    assert drop_and_increase(ones) == (0.0, 0.0)              # seed 004's bias: a perfect score
+    assert drop_and_increase(ones) == (0.0, 0.0)              # Average Drop's bias: a perfect score
     rescaled_drop, _ = drop_and_increase(ones, r=0.3)
     assert rescaled_drop > 10                                  # its mass is now 0.3 per pixel
     torch.testing.assert_close(equal_mass_rescale(ones, 0.3), torch.full((4, 4), 0.3))

@@ -36,17 +36,30 @@ def test_keeping_every_patch_changes_nothing(vit):
     torch.testing.assert_close(vit(x, keep), vit(x), rtol=0, atol=1e-6)
 
 
-def test_dropping_equals_running_on_the_kept_tokens_alone(vit):
+def timm_vit():
+    """A timm ViT created by name (no weights): 64 px images, 16 patches of 16 px."""
+    with seeded(0):
+        return create_vit("vit_tiny_patch16_224", n_classes=3, image_size=64).eval()
+
+
+@pytest.mark.parametrize("which", ["ours", "timm"])
+def test_dropping_equals_running_on_the_kept_tokens_alone(which, vit):
+    model = vit if which == "ours" else timm_vit()
+    size = model.image_size[0]
     gen = torch.Generator().manual_seed(1)
-    x = torch.rand(6, 3, 32, 32, generator=gen)
+    x = torch.rand(6, 3, size, size, generator=gen)
     keep = torch.rand(6, 16, generator=gen) < 0.5
     keep[0] = False                                          # no patch at all: class token only
-    out = vit(x, keep)
-    for b in range(6):
-        seq = vit.embed(x[b:b + 1])
-        idx = torch.cat([torch.tensor([0]), keep[b].nonzero().squeeze(1) + 1])
-        ref = vit.forward_head(vit.backbone.norm(vit.backbone.blocks(seq[:, idx])))
-        torch.testing.assert_close(out[b:b + 1], ref, rtol=1e-5, atol=1e-5)
+    keep[1, :3] = True                                       # rows of different sizes
+    with torch.no_grad():
+        out = model(x, keep)
+        for b in range(6):
+            seq = model.embed(x[b:b + 1])
+            idx = torch.cat([torch.tensor([0]), keep[b].nonzero().squeeze(1) + 1])
+            ref = model.forward_head(model.backbone.norm(model.backbone.blocks(seq[:, idx])))
+            torch.testing.assert_close(out[b:b + 1], ref, rtol=1e-4, atol=1e-4)
+            alone = model(x[b:b + 1], keep[b:b + 1])          # one size: the gathered path
+            torch.testing.assert_close(alone, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_dropped_patches_have_no_influence(vit):
@@ -83,12 +96,17 @@ def test_vit_bad_inputs_name_the_problem(vit):
 
 
 def test_timm_model_by_name_drops_tokens():
-    with seeded(0):
-        vit = create_vit("vit_tiny_patch16_224", n_classes=3, image_size=64).eval()
+    vit = timm_vit()
     assert vit.n_players == 16 and vit.patch_size == 16
     x = torch.rand(2, 3, 64, 64)
     keep = torch.ones(2, 16, dtype=torch.bool)
     torch.testing.assert_close(vit(x, keep), vit(x), rtol=1e-4, atol=1e-4)
+    keep[:, 8:] = False                                      # the bottom half dropped
+    y = x.clone()
+    y[..., 32:, :] = torch.rand(2, 3, 32, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(vit(x, keep), vit(y, keep), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(vit(x), vit(y), atol=1e-4)
 
 
 def test_missing_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
@@ -160,6 +178,37 @@ def test_training_improves_accuracy_and_is_seeded():
     (before, after, loss), (_, after2, loss2) = results
     assert after > max(before, 0.8)
     assert (after, loss) == (after2, loss2)                  # same seed, same numbers
+
+
+def test_training_takes_tuple_batches_of_a_plain_tensor_dataset():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(64, 3, 32, 32, generator=gen), torch.randint(0, 2, (64,), generator=gen)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    with seeded(0):
+        model = create_vit(ViTConfig(dim=16, depth=1, heads=2, n_classes=2))
+    hist = train(model, loader, epochs=1, progress=False, log=lambda s: None, test_loader=loader)
+    assert len(hist) == 1 and 0 <= hist[0]["test_acc"] <= 1
+    assert 0 <= evaluate(model, loader) <= 1
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5])
+def test_training_needs_a_positive_number_of_epochs(epochs, vit):
+    loader, _ = _toy_loaders()
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        train(vit, loader, epochs=epochs, progress=False, log=lambda s: None)
+
+
+def test_empty_loaders_and_bad_batches_are_refused(vit):
+    empty = DataLoader(TensorDataset(torch.rand(0, 3, 32, 32), torch.zeros(0).long()),
+                       batch_size=4)
+    with pytest.raises(ValueError, match="yields no batch"):
+        train(vit, empty, epochs=1, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="yields no example"):
+        evaluate(vit, empty)
+    triples = DataLoader(TensorDataset(torch.rand(4, 3, 32, 32), torch.zeros(4).long(),
+                                       torch.zeros(4)), batch_size=4)
+    with pytest.raises(TypeError, match=r"dict with 'x' and 'y' or an \(x, y\) pair"):
+        train(vit, triples, epochs=1, progress=False, log=lambda s: None)
 
 
 def test_checkpoint_round_trip(tmp_path, vit):

@@ -1,4 +1,5 @@
-"""Notebooks: committed without outputs, thin first cell, and they run headless in quick mode."""
+"""Notebooks: committed executed with their figures inline, a thin first cell, and they run
+headless in quick mode without writing themselves back."""
 
 from __future__ import annotations
 
@@ -18,15 +19,37 @@ FIGURES = ["gradientSHAP_ViT.png", "attention_map.png", "gradientSHAP_3d-resnet.
 LEARNED_FIGURES = ["learnedSHAP_ViT.png", "learnedSHAP_3d-resnet.png", "learnedSHAP_pairs.png"]
 
 
-def assert_committed_clean(path: Path) -> None:
-    """No outputs, a QUICK flag read from the environment in the first cell, no absolute paths."""
+def outputs(cell) -> list[dict]:
+    return cell.get("outputs", [])
+
+
+def assert_committed_executed(path: Path) -> None:
+    """Every code cell ran (full mode) without an error, every figure shows inline as a PNG,
+    the first cell reads QUICK from the environment, and no path of this machine leaks."""
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.outputs == [] and c.execution_count is None for c in code)
     first = code[0].source
     assert "QUICK = " in first and 'os.environ.get("LEARNEDSHAP_QUICK") == "1"' in first
-    text = "\n".join(c.source for c in code)
-    assert "os.chdir" not in text and "/work/" not in text
+    source = "\n".join(c.source for c in code)
+    assert "os.chdir" not in source and "/work/" not in source
+    assert all(c.execution_count is not None for c in code), f"{path.name}: not executed"
+    for c in code:
+        for out in outputs(c):
+            assert out["output_type"] != "error", (path.name, c.source[:60])
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            assert "<Figure size" not in text, (path.name, "a figure shown as text")
+            assert "/work/" not in text and "/tmp/" not in text, (path.name, text[:80])
+            assert "Quick mode" not in text, (path.name, "committed from a quick run")
+    if path == COMPARISON:
+        assert any("full benchmark of" in o.get("text", "") for c in code for o in outputs(c))
+    drawn = [c for c in code if c.source.rstrip().endswith("fig")
+             or "display(Image(" in c.source]
+    assert drawn, f"{path.name} draws no figure"
+    for c in drawn:
+        assert any("image/png" in out.get("data", {}) for out in outputs(c)), \
+            (path.name, "figure cell without an inline PNG", c.source[:60])
+    markdown = [c for c in nb.cells if c.cell_type == "markdown"]
+    assert len(markdown) >= len(code) // 2, f"{path.name}: code without explanation"
 
 
 # (notebook, the figures it must write); the comparison notebook only reads the quick benchmark
@@ -34,14 +57,15 @@ NOTEBOOKS = [(GRADIENT_SHAP, FIGURES), (LEARNED_SHAP, LEARNED_FIGURES), (COMPARI
 
 
 @pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
-def test_notebook_is_committed_clean(notebook):
-    assert_committed_clean(notebook)
+def test_notebook_is_committed_executed_with_inline_figures(notebook):
+    assert_committed_executed(notebook)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook, figures", NOTEBOOKS, ids=[nb.stem for nb, _ in NOTEBOOKS])
-def test_notebook_runs_in_quick_mode(tmp_path, notebook, figures):
-    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(tmp_path / "cache"),
+def test_notebook_runs_in_quick_mode(tmp_path, quick_cache, notebook, figures):
+    before = notebook.read_bytes()
+    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(quick_cache),
            "LEARNEDSHAP_FIGURES": str(tmp_path / "figures"), "MPLBACKEND": "Agg"}
     proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(notebook),
                            "--timeout", "600"], cwd=ROOT, env=env, capture_output=True,
@@ -49,8 +73,19 @@ def test_notebook_runs_in_quick_mode(tmp_path, notebook, figures):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in figures:
         assert (tmp_path / "figures" / name).stat().st_size > 1000
-    # executed in memory: the committed notebook keeps no outputs
-    assert_committed_clean(notebook)
+    assert notebook.read_bytes() == before      # executed in memory: the committed copy stays
+
+
+@pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
+def test_notebook_finds_the_repository_from_its_own_folder(notebook):
+    """Opened from Jupyter in its folder (no PYTHONPATH), the first cell finds the repository."""
+    nb = nbformat.read(notebook, as_version=4)
+    setup = [c for c in nb.cells if c.cell_type == "code"][0].source
+    probe = setup + "\nimport explainers\nassert Path(explainers.__file__).parents[1] == ROOT\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=notebook.parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 @pytest.mark.slow

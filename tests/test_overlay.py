@@ -133,3 +133,14 @@ def test_save_figure_writes_a_small_png(tmp_path):
                        tmp_path / "sub" / "fig.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) < 200_000
+
+
+def test_figures_show_themselves_inline_in_notebooks():
+    """Outside pyplot, Jupyter has no picture of a Figure unless it offers one: ours do."""
+    from IPython.core.formatters import PNGFormatter
+
+    fig = plot_attributions(IMAGES, MAPS, truth=TRUTH, patch_size=8)
+    png = fig._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    shown = PNGFormatter()(fig)                         # what IPython's display would embed
+    assert shown is not None and shown[:8] == b"\x89PNG\r\n\x1a\n"

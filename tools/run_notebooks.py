@@ -3,8 +3,10 @@
     python -m tools.run_notebooks gradient_shap/gradient_shap.ipynb [more.ipynb ...]
 
 Cells run one by one with a per-cell timeout and a progress line each; the first failing cell
-stops the run with that cell's source and error, and a non-zero exit status. Notebooks are
-committed without outputs, so the executed copy stays in memory unless `--inplace` is given.
+stops the run with that cell's source and error, and a non-zero exit status. `make run` writes
+the executed notebooks back (`--inplace`), figures inline, so that a reader browsing the
+repository sees the results; without it (the tests) the executed copy stays in memory. No
+timings are recorded in the notebook, so a rerun changes only what the results change.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def run_notebook(path: str | Path, *, timeout: int = 600, inplace: bool = False,
     # The kernel gets this environment with the repository on its path, so imports work.
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, record_timing=False,
                             resources={"metadata": {"path": str(ROOT)}})
     start = time.perf_counter()
     code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -54,6 +56,8 @@ def run_notebook(path: str | Path, *, timeout: int = 600, inplace: bool = False,
             log(f"  {path.name} cell {n}/{len(code_cells)} ok ({time.perf_counter() - t0:.1f} s)")
     seconds = time.perf_counter() - start
     if inplace:
+        for cell in nb.cells:
+            cell.metadata.pop("execution", None)
         nbformat.write(nb, path)
     return seconds
 

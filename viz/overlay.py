@@ -5,11 +5,13 @@ explained class, blue lowers it, zero is transparent so the (grey) image shows t
 shap's image plots. Ground truth is outlined along pixel borders (a pixel mask, or the relevant
 patches / tubelets painted from a player-level mask and its grid); patch grids are drawn as thin
 lines. Functions take tensors and return a matplotlib Figure that is not registered with pyplot
-(nothing piles up in notebooks or tests); `save_figure` writes a small PNG.
+(nothing piles up in notebooks or tests) but shows itself as a PNG when it is the value of a
+notebook cell (`InlineFigure`); `save_figure` writes a small PNG.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,6 +36,26 @@ def attribution_cmap() -> ListedColormap:
 
 
 CMAP = attribution_cmap()
+DPI = 100                         # figures and notebook images: small PNGs
+
+
+class InlineFigure(Figure):
+    """A Figure outside pyplot that Jupyter still draws: it renders itself as a PNG.
+
+    Jupyter shows a Figure inline only through pyplot's backend hooks; a Figure built directly
+    (so that nothing accumulates in pyplot's state) would print as `<Figure size ...>` instead.
+    IPython asks any object for `_repr_png_`, so this one answers with its own picture.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def new_figure(**kwargs) -> InlineFigure:
+    """A Figure that shows inline in notebooks; kwargs as for matplotlib's Figure."""
+    return InlineFigure(**kwargs)
 
 
 # --- pieces -----------------------------------------------------------------------------------
@@ -186,7 +208,7 @@ def plot_attributions(images: Tensor, maps: Tensor | dict[str, Tensor], *,
         if tuple(m.shape) != (B, H, W):
             raise ValueError(f"map {name!r} has shape {tuple(m.shape)} but the images need "
                              f"({B}, {H}, {W})")
-    fig = Figure(figsize=(panel * B + 0.8, panel * (1 + len(rows))), layout="constrained")
+    fig = new_figure(figsize=(panel * B + 0.8, panel * (1 + len(rows))), layout="constrained")
     axes = np.asarray(fig.subplots(1 + len(rows), B, squeeze=False))
     masks = truth_rows(truth, B, (H, W), grid)
     for i in range(B):
@@ -223,7 +245,7 @@ def plot_top_classes(images: Tensor, maps: Tensor, labels: Sequence[Sequence[str
                          f"{[len(lab) for lab in labels]}")
     grid = grid_of(grid, patch_size, (H, W))
     vmax = symmetric_limit(maps, percentile)
-    fig = Figure(figsize=(panel * (k + 1) + 0.8, panel * B + 0.3), layout="constrained")
+    fig = new_figure(figsize=(panel * (k + 1) + 0.8, panel * B + 0.3), layout="constrained")
     axes = np.asarray(fig.subplots(B, k + 1, squeeze=False))
     mappable = None
     masks = truth_rows(truth, B, (H, W), grid)
@@ -255,7 +277,7 @@ def plot_video(clips: Tensor, maps: Tensor, *, truth: Tensor | None = None,
                          f"{W})")
     frames = list(frames) if frames is not None else list(range(T))
     spatial = tuple(grid[1:]) if grid is not None else None
-    fig = Figure(figsize=(panel * len(frames) + 0.8, 2 * panel * B + 0.3), layout="constrained")
+    fig = new_figure(figsize=(panel * len(frames) + 0.8, 2 * panel * B + 0.3), layout="constrained")
     axes = np.asarray(fig.subplots(2 * B, len(frames), squeeze=False))
     masks = truth_rows(truth, B, (T, H, W), grid)
     for b in range(B):
@@ -277,7 +299,7 @@ def plot_video(clips: Tensor, maps: Tensor, *, truth: Tensor | None = None,
     return fig
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write `fig` as a small PNG (parents created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +328,7 @@ def plot_pairs(images: Tensor, pairs: Tensor, *, patch_size: int, chosen: Sequen
     masks = truth_rows(truth, B, (H, W), (gh, gw))
     centre = np.array([((k // gw + 0.5) * patch_size - 0.5, (k % gw + 0.5) * patch_size - 0.5)
                        for k in range(N)])                                   # (N, 2) row, col
-    fig = Figure(figsize=(panel * 2 * B + 0.8, panel + 0.5), layout="constrained")
+    fig = new_figure(figsize=(panel * 2 * B + 0.8, panel + 0.5), layout="constrained")
     axes = np.asarray(fig.subplots(1, 2 * B, squeeze=False))[0]
     vmax = symmetric_limit(pairs, 100.0)
     mappable = None

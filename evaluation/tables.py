@@ -1,0 +1,175 @@
+"""The benchmark's markdown: tables rendered from `results.json` alone, so they can be rebuilt.
+
+Numbers keep three significant digits; the best value of each column is bold (ties as shown all
+win; in the columns against exact values the exact row is the reference, not a rival).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from evaluation.break_even import describe
+from evaluation.runs import row_label
+from evaluation.scoring import METRIC_KEYS
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str            # field of a results row
+    header: str
+    better: str         # "max" or "min": which value is bold
+    agreement: bool = False   # compares with exact: the exact row is the reference, not a rival
+
+
+COLUMNS = [
+    Column("pearson_exact", "Pearson vs exact ↑", "max", True),
+    Column("spearman_exact", "Spearman vs exact ↑", "max", True),
+    Column("rel_l2_exact", "rel. L2 vs exact ↓", "min", True),
+    Column("efficiency_gap", "efficiency gap ↓", "min", True),
+    Column("auroc_truth", "AUROC truth ↑", "max"),
+    Column("pointing_game", "pointing ↑", "max"),
+    Column("pair_auroc_truth", "pair AUROC ↑", "max"),
+    Column("insertion_auc", "insertion ↑", "max"),
+    Column("deletion_auc", "deletion ↓", "min"),
+    Column("avg_drop", "Avg Drop % ↓", "min"),
+    Column("avg_increase", "Increase % ↑", "max"),
+    Column("avg_drop_rescaled", "Avg Drop % eq. mass ↓", "min"),
+    Column("avg_increase_rescaled", "Increase % eq. mass ↑", "max"),
+    Column("evals", "evals ↓", "min"),
+    Column("seconds", "s / expl. ↓", "min"),
+    Column("forward_ratio", "× forward ↓", "min"),
+]
+assert {c.key for c in COLUMNS} <= set(METRIC_KEYS)
+
+
+def sig3(v: float | None) -> str:
+    """A number with 3 significant digits, thousands separated; an en dash for a missing value."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    rounded = float(f"{float(v):.3g}")            # 9.996 -> 10.0 moves to the next decade
+    if rounded == 0:
+        return "0"
+    digits = math.floor(math.log10(abs(rounded)))
+    if digits >= 3:
+        return f"{rounded:,.0f}"
+    if digits < -3:
+        return f"{rounded:.2e}"
+    return f"{rounded:.{2 - digits}f}"
+
+
+def best_rows(rows: list[dict], column: Column, exclude: set[int] | None = None) -> set[int]:
+    """Indices of the rows with the best value of a column, as shown (3 digits): ties all win.
+
+    Rows in `exclude` and rows without a value compete with no one; with fewer than two
+    competitors nothing is best.
+    """
+    exclude = exclude or set()
+    shown = {i: float(sig3(r.get(column.key)).replace(",", ""))
+             for i, r in enumerate(rows)
+             if i not in exclude and r.get(column.key) is not None
+             and not math.isnan(r[column.key])}
+    if len(shown) < 2:
+        return set()
+    best = max(shown.values()) if column.better == "max" else min(shown.values())
+    return {i for i, v in shown.items() if v == best}
+
+
+def shortfalls(rows: list[dict], method: str = "learned_shap") -> list[dict]:
+    """The columns of one model's rows where `method` is not the best, with the best value.
+
+    The same rule as the bold in results.md: values compared as shown (3 digits), and in the
+    columns against exact values the exact row is the reference, not a rival.
+    """
+    mine = next((i for i, r in enumerate(rows) if r["method"] == method), None)
+    if mine is None:
+        raise ValueError(f"no {method!r} row among the {len(rows)} rows given; pass the rows of "
+                         "one model, e.g. [r for r in results['results'] if r['model'] == key]")
+    reference = {i for i, r in enumerate(rows) if r["method"] == "exact"}
+    out = []
+    for c in COLUMNS:
+        if rows[mine].get(c.key) is None:
+            continue
+        best = best_rows(rows, c, reference if c.agreement else None)
+        if best and mine not in best:
+            winner = rows[min(best)]
+            out.append({"column": c.key, "header": c.header, "value": rows[mine][c.key],
+                        "best": winner[c.key], "best_method": row_label(winner)})
+    return out
+
+
+def markdown_table(rows: list[dict], columns: list[Column] = COLUMNS) -> str:
+    """Methods as rows, metrics as columns, 3 significant digits, the best per column in bold.
+
+    The second column says what each row's values explain. Columns with no value in any row
+    are left out.
+    """
+    columns = [c for c in columns if any(r.get(c.key) is not None for r in rows)]
+    reference = {i for i, r in enumerate(rows) if r["method"] == "exact"}
+    bold = {c.key: best_rows(rows, c, reference if c.agreement else None) for c in columns}
+    lines = ["| method | explains | " + " | ".join(c.header for c in columns) + " |",
+             "|---|---|" + "---:|" * len(columns)]
+    for i, r in enumerate(rows):
+        cells = []
+        for c in columns:
+            text = sig3(r.get(c.key))
+            cells.append(f"**{text}**" if i in bold[c.key] else text)
+        lines.append(f"| {row_label(r)} | {r.get('explains', '')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_class_table(rows: list[dict], key: str, classes: list[str]) -> str:
+    """One metric's mean over each class (columns) for every row that has it."""
+    rows = [r for r in rows if r.get(key) is not None]
+    lines = ["| method | all | " + " | ".join(classes) + " |",
+             "|---|---:|" + "---:|" * len(classes)]
+    for r in rows:
+        per = r["per_class"][key]
+        lines.append(f"| {row_label(r)} | {sig3(r[key])} | "
+                     + " | ".join(sig3(per.get(c)) for c in classes) + " |")
+    return "\n".join(lines)
+
+
+def break_even_cell(b: dict, sampler: str) -> str:
+    s = b["samplers"].get(sampler)
+    return describe(s) if s else "–"
+
+
+def break_even_table(break_even: dict) -> str:
+    """One line per model: LearnedSHAP's error and the evaluations samplers need to match it."""
+    samplers = list(dict.fromkeys(s for b in break_even.values() for s in b["samplers"]))
+    lines = ["| model | players | reference (its noise) | examples × seeds | LearnedSHAP rel. L2 "
+             "| LearnedSHAP evals | " + " | ".join(f"{s} evals to match" for s in samplers)
+             + " | best sampler | resolved |",
+             "|---|---:|---|---:|---:|---:|" + "---:|" * len(samplers) + "---|---|"]
+    for key, b in break_even.items():
+        noise = (f" ({sig3(b['reference_noise'])})" if b["reference_noise"] else "")
+        lines.append(
+            f"| {key} | {b['n_players']} | {b['reference']}{noise} | "
+            f"{b['n_examples']} × {len(b['seeds'])} | {sig3(b['target_error'])} | "
+            f"{b['learned_evals']:g} | "
+            + " | ".join(break_even_cell(b, s) for s in samplers)
+            + f" | {b['best']} | {'yes' if b['resolved'] else 'no: reference noise > 1/3 of the error'} |")
+    return "\n".join(lines)
+
+
+def sanity_table(s: dict) -> str:
+    """Spearman similarity of |attributions| to the intact model's after each randomised layer."""
+    short = [name.split(".")[-2] + " " + name.split(".")[-1] if ".blocks." in name
+             else name.split(".")[-1] for name in s["layers"]]
+    lines = ["| method | " + " | ".join(f"+ {n}" for n in short) + " |",
+             "|---|" + "---:|" * len(short)]
+    for method, m in s["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(sig3(v) for v in m["spearman"]) + " |")
+    return "\n".join(lines)
+
+
+def models_table(models: dict) -> str:
+    """The explained models: LearnedSHAP accuracy beside the plain-head twin's, and the game."""
+    lines = ["| benchmark key | zoo model | accuracy | plain head accuracy | players | game |",
+             "|---|---|---:|---:|---:|---|"]
+    for key, m in models.items():
+        lines.append(f"| {key} | `{m['zoo_model']}` | {m['accuracy']:.1%} | "
+                     f"{m['plain_head_accuracy']:.1%} (`{m['plain_model']}`) | {m['n_players']} | "
+                     f"{m['game']}{' (break-even only)' if m.get('break_even_only') else ''} |")
+    return "\n".join(lines)
