@@ -8,7 +8,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test bench lint clean
+.PHONY: build run results test bench sweep posthoc lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -30,6 +30,12 @@ test: $(VENV)/.installed         ## the test suite (tiny models in quick mode, n
 bench: build                     ## speed: exact values of the ViT, sampler convergence
 	$(PY) benchmarks/bench_vit_game.py --images 2 --threads 2
 	$(PY) benchmarks/bench_shapley_core.py
+
+sweep: build                     ## the accuracy-faithfulness trade-off (about 80 min): shap_overlays/sweep*
+	$(PY) -m evaluation.sweep --threads 2
+
+posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*
+	$(PY) -m evaluation.posthoc --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

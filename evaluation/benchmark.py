@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from evaluation import break_even as be
 from evaluation.examples import EXAMPLE_SEED, Examples, load_examples
 from evaluation.figures import convergence, grid_images, grid_video, insertion_deletion_figure
-from evaluation.learned_report import REFERENCE_BUDGET64
+from evaluation.learned_report import REFERENCE_BUDGET64, remainder
 from evaluation.markdown import render
 from evaluation.metrics import cascading_randomization, rel_l2
 from evaluation.records import versions, write_json, write_text
@@ -73,6 +73,7 @@ class Settings:
     break_even_per_class: dict[str, int] = field(default_factory=dict)
     break_even_seeds: tuple[int, ...] = (0, 1)
     reference_budget64: int = REFERENCE_BUDGET64
+    remainder_coalitions: int = 1000   # Shapley-kernel coalitions per image for the remainder
     sanity_per_class: int = 1
     sanity_samples: int = 50         # GradientSHAP samples inside the randomisation check
     sanity_budget: int = 256         # permutation budget inside the randomisation check
@@ -94,7 +95,7 @@ def settings_for(quick: bool, seed: int = 0) -> Settings:
                                 "vit_patches64": 256},
             break_even_per_class={"vit_patches": 1, "vit_digits": 1, "r3d_video": 1,
                                   "vit_patches64": 1},
-            break_even_seeds=(0,), reference_budget64=2048,
+            break_even_seeds=(0,), reference_budget64=2048, remainder_coalitions=200,
             sanity_per_class=1, sanity_samples=8, sanity_budget=64, figure_examples=3)
     return Settings(
         quick=False, seed=seed,
@@ -246,11 +247,13 @@ def benchmark_model(key: str, trained: dict[str, zoo.Trained], settings: Setting
 def break_even_model(model: nn.Module, ex: Examples, targets: Tensor, refs: list[Reference],
                      settings: Settings, key: str, progress: bool = True) -> dict:
     """LearnedSHAP's mean error on these examples and the samplers' break-even against it."""
-    learned, evals = [], []
+    learned, evals, remainders = [], [], []
     for i in range(len(ex)):
         att = explain("learned_shap", model, ex.x[i], int(targets[i]))
         learned.append(rel_l2(att.values[0], refs[i].values[:, int(targets[i])]))
         evals.append(att.cost.evals)
+        remainders.append(remainder(model, ex.x[i], int(targets[i]), settings.remainder_coalitions,
+                                    seed=i))
     noise = max(r.noise(int(t)) for r, t in zip(refs, targets, strict=True))
     curves = be.sampler_curves(model, list(ex.x), targets.tolist(), refs,
                                be.doubling_grid(model.n_players, settings.break_even_largest[key]),
@@ -259,7 +262,8 @@ def break_even_model(model: nn.Module, ex: Examples, targets: Tensor, refs: list
     return {"n_players": model.n_players, "reference": refs[0].describe(),
             "n_examples": len(ex), "per_class": ex.per_class,
             "seeds": list(settings.break_even_seeds),
-            "learned_evals": float(np.mean(evals)), "learned_rel_l2_per_example": learned, **out}
+            "learned_evals": float(np.mean(evals)), "learned_rel_l2_per_example": learned,
+            "remainder": float(np.mean(remainders)), **out}
 
 
 def break_even_64(trained: dict[str, zoo.Trained], settings: Settings,

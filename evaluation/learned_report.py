@@ -19,17 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from evaluation.examples import Examples, load_examples, per_class_means
 from evaluation.metrics import auroc, pearson, rel_l2
 from evaluation.records import write_json, write_text
-from evaluation.references import Reference, reference, resolved
+from evaluation.references import Reference, game_for, reference, resolved
 from evaluation.scoring import efficiency_gap
 from evaluation.timing import forward_cost
 from explainers.core import model_device
 from models import zoo
+from shapley.sampling import kernel_coalitions
 from tools.readme import replace_block
 
 REFERENCE_BUDGET64 = 16384   # evaluations of the 64-patch reference: two halves of 8,192
@@ -37,8 +38,11 @@ REFERENCE_BUDGET64 = 16384   # evaluations of the 64-patch reference: two halves
 REPORT = {"learned_vit_patches": 4, "learned_vit_digits": 1, "learned_r3d_video": 4,
           "learned_vit_patches64": 4}
 QUICK_REPORT = {"learned_vit_patches": 1, "learned_r3d_video": 1, "learned_vit_patches64": 1}
-STATS = ("pearson", "rel_l2", "efficiency_gap", "reference_noise", "pair_pearson_harsanyi",
-         "pair_pearson_harsanyi_true_pair", "pair_auroc_truth", "pair_auroc_truth_exact")
+STATS = ("pearson", "rel_l2", "efficiency_gap", "reference_noise", "remainder",
+         "pair_pearson_harsanyi", "pair_pearson_harsanyi_true_pair", "pair_pearson_faith",
+         "pair_rel_l2_faith", "pair_auroc_truth", "pair_auroc_truth_exact")
+PER_CLASS_STATS = ("pearson", "rel_l2", "remainder", "pair_pearson_faith", "pair_rel_l2_faith",
+                   "pair_pearson_harsanyi")
 
 
 def references_for(model: nn.Module, ex: Examples, budget: int | None,
@@ -49,8 +53,10 @@ def references_for(model: nn.Module, ex: Examples, budget: int | None,
 
 
 @torch.no_grad()
-def compare(model: nn.Module, ex: Examples, refs: list[Reference]) -> dict:
-    """Per-example agreement of phi (and pairs) with the references of the same game."""
+def compare(model: nn.Module, ex: Examples, refs: list[Reference],
+            remainder_coalitions: int = 1000) -> dict:
+    """Per-example agreement of phi (and pairs) with the references of the same game, and the
+    game's remainder (`remainder` over that many Shapley-kernel coalitions; 0 skips it)."""
     model.eval()
     n = model.n_players
     iu = torch.triu_indices(n, n, 1)
@@ -66,6 +72,8 @@ def compare(model: nn.Module, ex: Examples, refs: list[Reference]) -> dict:
                "efficiency_gap": abs(efficiency_gap(phi, ref, target)),
                "reference_noise": ref.noise(target), "reference_evals": ref.n_evals,
                "phi": phi.tolist(), "reference": ref_phi.tolist()}
+        if remainder_coalitions:
+            row["remainder"] = remainder(model, ex.x[i], target, remainder_coalitions, seed=i)
         if out.pair is not None:
             learned_pairs = out.pair[0, :, :, target].double().cpu()       # (N, N)
             has_pair = ex.pairs is not None and bool(ex.pairs[i].any())
@@ -76,6 +84,11 @@ def compare(model: nn.Module, ex: Examples, refs: list[Reference]) -> dict:
                 # correlation says little; reported apart for the images that hold a true pair.
                 if has_pair:
                     row["pair_pearson_harsanyi_true_pair"] = r
+            if ref.pairs_faith is not None:
+                faith = ref.pairs_faith[iu[0], iu[1], target]
+                row["pair_pearson_faith"] = pearson(learned_pairs[iu[0], iu[1]], faith)
+                if faith.norm() > 0:
+                    row["pair_rel_l2_faith"] = rel_l2(learned_pairs[iu[0], iu[1]], faith)
             if has_pair:
                 # the true pairs are what makes the *true* class (e.g. triangle AND cross), so
                 # they are scored on that class's terms even when the model predicts another
@@ -90,6 +103,25 @@ def compare(model: nn.Module, ex: Examples, refs: list[Reference]) -> dict:
     return {"examples": rows, **summarise(rows, ex.classes)}
 
 
+@torch.no_grad()
+def remainder(model: nn.Module, x: Tensor, target: int, n_coalitions: int = 1000,
+              seed: int = 0) -> float:
+    """1 - R^2 of the head's decomposition against the model's game on Shapley-kernel coalitions.
+
+    The share of the variance of v(S) (class `target`, S drawn from the Shapley kernel) that the
+    head's own 2-additive decomposition restricted to S leaves unexplained: 0 when the model's
+    game is the head's (pairwise), larger the more higher-order terms it keeps. It also bounds
+    the samplers: one antithetic pair of permutations is exact for a pairwise game.
+    """
+    n = model.n_players
+    keep = kernel_coalitions(n, n_coalitions, torch.Generator().manual_seed(seed))
+    v = game_for(model, x)(keep)[:, target].double().cpu()                 # (C,)
+    full = model.explain(x[None].to(model_device(model)))
+    g = full.restrict(keep.to(full.unary.device))[:, target].double().cpu()
+    total = float(((v - v.mean()) ** 2).sum())
+    return float(((v - g) ** 2).sum()) / total if total > 0 else float("nan")
+
+
 def stats(values) -> dict | None:
     v = np.array([a for a in values if a is not None and a == a], dtype=float)
     return None if len(v) == 0 else {"mean": float(v.mean()), "min": float(v.min()),
@@ -101,7 +133,7 @@ def summarise(rows: list[dict], classes: list[str]) -> dict:
     labels = [r["label"] for r in rows]
     out = {k: stats([r.get(k) for r in rows]) for k in STATS}
     out["per_class"] = {k: per_class_means([r.get(k) for r in rows], labels, classes)
-                        for k in ("pearson", "rel_l2")}
+                        for k in PER_CLASS_STATS}
     errors = [r["rel_l2"] for r in rows]
     noise = max(r["reference_noise"] for r in rows)
     out["resolved"] = all(resolved(e, r["reference_noise"]) for e, r in zip(errors, rows,
@@ -130,17 +162,19 @@ def report(name: str, per_class: int, quick: bool | None = None,
             "examples": learned["examples"]}
 
 
-def f(s: dict | None, key: str, digits: int = 3) -> str:
-    return "n/a" if not s or s.get(key) is None else f"{s[key]:.{digits}f}"
+def f(s: dict | None, key: str, digits: int = 3, style: str = "f") -> str:
+    """One statistic of a summary, or n/a (style "g": significant digits, for tiny errors)."""
+    return "n/a" if not s or s.get(key) is None else f"{s[key]:.{digits}{style}}"
 
 
 def markdown(results: list[dict]) -> str:
     """The report as a table: agreement with the reference, efficiency, pairs and cost."""
     lines = ["| model | players | reference (max noise) | accuracy (plain head) | examples | "
-             "Pearson mean (min) | rel. L2 mean (max) | max efficiency gap | "
+             "Pearson mean (min) | rel. L2 mean (max) | max efficiency gap | remainder 1 - R² | "
+             "pairs vs Faith-Shap: Pearson, rel. L2 | "
              "pairs vs Harsanyi (Pearson): all (true-pair images) | "
              "pairs vs truth (AUROC, true class) | time vs plain forward |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r["agreement"]
         noise = a["max_reference_noise"]
@@ -151,8 +185,9 @@ def markdown(results: list[dict]) -> str:
             f"{100 * r['accuracy']:.1f}% ({100 * r['plain_head_accuracy']:.1f}%) | "
             f"{a['pearson']['n']} ({r['per_class']} per class) | "
             f"{f(a['pearson'], 'mean')} ({f(a['pearson'], 'min')}) | "
-            f"{bound}{f(a['rel_l2'], 'mean')} ({f(a['rel_l2'], 'max')}) | "
-            f"{a['efficiency_gap']['max']:.1e} | "
+            f"{bound}{f(a['rel_l2'], 'mean', style='g')} ({f(a['rel_l2'], 'max', style='g')}) | "
+            f"{a['efficiency_gap']['max']:.1e} | {f(a.get('remainder'), 'mean', 4)} | "
+            f"{f(a.get('pair_pearson_faith'), 'mean')}, {f(a.get('pair_rel_l2_faith'), 'mean')} | "
             f"{f(a['pair_pearson_harsanyi'], 'mean')} "
             f"({f(a['pair_pearson_harsanyi_true_pair'], 'mean')}) | "
             f"{f(a['pair_auroc_truth'], 'mean')} | x{r['cost']['ratio']:.2f} |")
@@ -160,13 +195,22 @@ def markdown(results: list[dict]) -> str:
 
 
 def per_class_markdown(results: list[dict]) -> str:
-    """Relative L2 error of phi by true class, one line per model."""
-    lines = []
+    """phi's error, the remainder and the pair references by true class, a line per class."""
+    lines = ["| model | class | phi rel. L2 | remainder 1 - R² | pairs vs Faith-Shap: Pearson, "
+             "rel. L2 | pairs vs Harsanyi (Pearson) |", "|---|---|---:|---:|---|---:|"]
+
+    def g(per: dict, key: str, c: str, digits: int = 3, style: str = "f") -> str:
+        v = per.get(key, {}).get(c)
+        return "n/a" if v is None else f"{v:.{digits}{style}}"
+
     for r in results:
-        per = r["agreement"]["per_class"]["rel_l2"]
-        lines += [f"`{r['model']}` ({r['per_class']} per class), rel. L2 by class: "
-                  + ", ".join(f"{c} {per[c]:.3f}" for c in r["classes"] if per[c] is not None)]
-    return "\n\n".join(lines)
+        per = r["agreement"]["per_class"]
+        for c in r["classes"]:
+            lines.append(f"| `{r['model']}` | {c} | {g(per, 'rel_l2', c, style='g')} | "
+                         f"{g(per, 'remainder', c, 4)} | {g(per, 'pair_pearson_faith', c)}, "
+                         f"{g(per, 'pair_rel_l2_faith', c)} | "
+                         f"{g(per, 'pair_pearson_harsanyi', c)} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

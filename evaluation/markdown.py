@@ -78,7 +78,10 @@ def render(results: dict) -> str:
             "permutations); \"≤ N\": matched already at the grid's first budget, \"> N\": not "
             "matched by the largest budget tried. A sampled reference's noise (two independent "
             "halves) must be at most a third of LearnedSHAP's error for the comparison to "
-            "resolve.", "", break_even_table(results["break_even"]), ""]
+            "resolve. The remainder is the share of the game's variance that the head's own "
+            "pairwise decomposition leaves unexplained (1 - R² over 1,000 Shapley-kernel "
+            "coalitions per image): one antithetic pair is exact on a pairwise game, so a head "
+            "beats it only by being more exact than the remainder lets a pair be.", "", break_even_table(results["break_even"]), ""]
     if results.get("sanity"):
         s = results["sanity"]
         out += [f"## Sanity: cascading randomisation ({s['model']}, {s['n_examples']} example(s), "

@@ -1,6 +1,7 @@
 """Reference Shapley values of a model's own masking game: exact, or sampled with their noise.
 
-Up to 16 players the reference enumerates all 2^n coalitions (values and pair interactions).
+Up to 16 players the reference enumerates all 2^n coalitions (values and pair interactions:
+Harsanyi dividends, the Shapley interaction index and order-2 Faith-Shap).
 Beyond, it is antithetic permutation sampling split into two independent halves, each with half
 the budget: the reference is their mean and its noise, the relative L2 distance between the
 halves over two (the mean of two independent estimates is off by about half their distance),
@@ -59,6 +60,7 @@ class Reference:
     halves: Tensor | None = None     # (2, N, K) the two independent half-budget estimates
     pairs_harsanyi: Tensor | None = None   # (N, N, K) exact references only
     pairs_sii: Tensor | None = None        # (N, N, K) pairwise Shapley interaction index
+    pairs_faith: Tensor | None = None      # (N, N, K) order-2 Faith-Shap (Tsai et al. 2023)
 
     @property
     def exact(self) -> bool:
@@ -114,10 +116,10 @@ def reference(model: nn.Module, x: Tensor, budget: int | None = None, *,
     start = time.perf_counter()
     game = game_for(model, x)
     if method == "exact":
-        res = exact_shapley(game, n, interactions=True)
+        res = exact_shapley(game, n, interactions=True, faith=True)
         ref = Reference(res.values, res.v_empty, res.v_full, method, res.n_evals,
                         time.perf_counter() - start, pairs_harsanyi=res.pairs_harsanyi,
-                        pairs_sii=res.pairs_sii)
+                        pairs_sii=res.pairs_sii, pairs_faith=res.pairs_faith)
     else:
         halves = [permutation_shapley(game, n, budget // 2, seed=seed + h) for h in (0, 1)]
         ends = game(torch.stack([torch.zeros(n, dtype=torch.bool),
@@ -131,7 +133,7 @@ def reference(model: nn.Module, x: Tensor, budget: int | None = None, *,
     return ref
 
 
-FIELDS = ("values", "v_empty", "v_full", "halves", "pairs_harsanyi", "pairs_sii")
+FIELDS = ("values", "v_empty", "v_full", "halves", "pairs_harsanyi", "pairs_sii", "pairs_faith")
 
 
 def save(path: Path, ref: Reference) -> None:

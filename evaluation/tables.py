@@ -139,15 +139,15 @@ def break_even_table(break_even: dict) -> str:
     """One line per model: LearnedSHAP's error and the evaluations samplers need to match it."""
     samplers = list(dict.fromkeys(s for b in break_even.values() for s in b["samplers"]))
     lines = ["| model | players | reference (its noise) | examples × seeds | LearnedSHAP rel. L2 "
-             "| LearnedSHAP evals | " + " | ".join(f"{s} evals to match" for s in samplers)
-             + " | best sampler | resolved |",
-             "|---|---:|---|---:|---:|---:|" + "---:|" * len(samplers) + "---|---|"]
+             "| remainder 1 - R² | LearnedSHAP evals | "
+             + " | ".join(f"{s} evals to match" for s in samplers) + " | best sampler | resolved |",
+             "|---|---:|---|---:|---:|---:|---:|" + "---:|" * len(samplers) + "---|---|"]
     for key, b in break_even.items():
         noise = (f" ({sig3(b['reference_noise'])})" if b["reference_noise"] else "")
         lines.append(
             f"| {key} | {b['n_players']} | {b['reference']}{noise} | "
             f"{b['n_examples']} × {len(b['seeds'])} | {sig3(b['target_error'])} | "
-            f"{b['learned_evals']:g} | "
+            f"{sig3(b.get('remainder'))} | {b['learned_evals']:g} | "
             + " | ".join(break_even_cell(b, s) for s in samplers)
             + f" | {b['best']} | {'yes' if b['resolved'] else 'no: reference noise > 1/3 of the error'} |")
     return "\n".join(lines)

@@ -5,7 +5,8 @@
 
 Methods (one file each, registered in EXPLAINERS): gradient_shap, captum_gradient_shap,
 integrated_gradients, deeplift_shap, gradcam_pp, attention, attention_rollout, exact,
-permutation, kernel, learned_shap. The machinery they share (the verb, the registry, input
+permutation, kernel, learned_shap, and for frozen ViTs the trained explainers
+learned_shap_posthoc and vit_shapley. The machinery they share (the verb, the registry, input
 checks, isolation, row counting) is in `explainers.core`.
 """
 
@@ -20,7 +21,9 @@ from explainers import (  # noqa: F401  (each module registers its method)
     integrated_gradients,
     kernel,
     learned_shap,
+    learned_shap_posthoc,
     permutation,
+    vit_shapley,
 )
 from explainers.core import (
     EXPLAINERS,

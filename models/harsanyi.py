@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from models.train import random_keep
 from shapley.game import DEFAULT_TUBELETS, make_baseline, tubelet_feature_mask
+from shapley.sampling import kernel_coalitions
 
 
 @dataclass
@@ -259,15 +260,39 @@ def consistency_loss(model: nn.Module, full: HeadOutput, x: Tensor, keep: Tensor
     return F.mse_loss(model.masked_logits(x, keep), full.restrict(keep))
 
 
-def learned_shap_loss(consistency: float = 1.0, drop_prob: float = 1.0, warmup_steps: int = 0):
+SAMPLERS = ("uniform", "kernel", "kernel_paired")
+
+
+def training_coalitions(sampler: str, batch: int, n_players: int, generator: torch.Generator,
+                        device: torch.device | str = "cpu") -> Tensor:
+    """One coalition per example (B, N) bool for the consistency loss.
+
+    "uniform": a share of the players drawn uniformly, then each kept with that probability, so
+    coalition sizes are uniform over 0..N (`random_keep`, ViT-Shapley's masking). "kernel" and
+    "kernel_paired": sizes from the Shapley kernel over 1..N-1 and a uniform subset of that size
+    (the paired sampler also trains on each coalition's complement). Under the kernel, with both
+    ends exact (an empty input leaves the head's bias, the full input is the forward pass), the
+    least-squares optimum of the consistency loss makes phi the exact Shapley values of the
+    model's game whatever its higher-order terms (Charnes et al. 1988; Lundberg & Lee 2017).
+    """
+    if sampler == "uniform":
+        return random_keep(batch, n_players, 1.0, generator, device)
+    if sampler in ("kernel", "kernel_paired"):
+        return kernel_coalitions(n_players, batch, generator).to(device)
+    raise ValueError(f"unknown coalition sampler {sampler!r}; choose one of {SAMPLERS}")
+
+
+def learned_shap_loss(consistency: float = 1.0, warmup_steps: int = 0, sampler: str = "uniform"):
     """Training loss: cross-entropy on full inputs + `consistency` x the consistency loss.
 
-    Each step draws one random coalition per example (for a `drop_prob` share of the batch; the
-    rest are left full), so the head is trained jointly with the backbone, on the model's game.
-    The consistency weight ramps up linearly over the first `warmup_steps` steps: from the start
-    it has a trivial minimum (every term zero, constant logits) that a strong weight would pull
-    a still-untrained model into before the classifier has learned anything.
+    Each step draws one coalition per example from `sampler` (`training_coalitions`; the paired
+    sampler adds its complement), so the head is trained jointly with the backbone, on the
+    model's game. The consistency weight ramps up linearly over the first `warmup_steps` steps:
+    from the start it has a trivial minimum (every term zero, constant logits) that a strong
+    weight would pull a still-untrained model into before the classifier has learned anything.
     """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown coalition sampler {sampler!r}; choose one of {SAMPLERS}")
     step = 0
 
     def loss_fn(model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
@@ -278,8 +303,11 @@ def learned_shap_loss(consistency: float = 1.0, drop_prob: float = 1.0, warmup_s
         full = model.explain(x)
         loss = F.cross_entropy(full.logits, y)
         if weight > 0:
-            keep = random_keep(len(x), model.n_players, drop_prob, gen, x.device)
-            loss = loss + weight * consistency_loss(model, full, x, keep)
+            keep = training_coalitions(sampler, len(x), model.n_players, gen, x.device)
+            gap = consistency_loss(model, full, x, keep)
+            if sampler == "kernel_paired":
+                gap = (gap + consistency_loss(model, full, x, ~keep)) / 2
+            loss = loss + weight * gap
         return loss, full.logits
 
     return loss_fn

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .exact import Game, coalition_masks, evaluate_coalitions
+from .exact import Game, coalition_masks, constrained_wls, evaluate_coalitions
 
 
 @dataclass
@@ -88,17 +88,6 @@ def kernel_coalitions(n: int, draws: int, generator: torch.Generator) -> Tensor:
     return rank < size[:, None]             # rank is a uniform permutation: a uniform subset
 
 
-def _constrained_wls(z: Tensor, y: Tensor, w: Tensor, total: Tensor) -> Tensor:
-    """argmin_phi sum_c w_c |y_c - z_c phi|^2 subject to sum(phi) = total, per output: (n, K)."""
-    # Closed form as in Covert & Lee 2021: phi = A^-1 (b - 1 lam), lam fixed by the constraint.
-    z = z.double()                                              # (C, n)
-    zw = z * (w / w.sum())[:, None]
-    a_inv = torch.linalg.pinv(zw.T @ z, hermitian=True)         # (n, n); pinv: rare singular A
-    u = a_inv @ (zw.T @ y)                                      # (n, K) unconstrained solution
-    v = a_inv.sum(1, keepdim=True)                              # (n, 1) A^-1 1
-    return u - v * (u.sum(0) - total) / v.sum()
-
-
 def kernel_shap(game: Game, n: int, budget: int, seed: int = 0, paired: bool = True,
                 batch_size: int = 4096) -> SamplingResult:
     """Shapley values (n, K) by KernelSHAP: weighted least squares on sampled coalitions."""
@@ -117,7 +106,7 @@ def kernel_shap(game: Game, n: int, budget: int, seed: int = 0, paired: bool = T
     ends = torch.stack([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
     values, n_evals = _evaluate_distinct(game, torch.cat([ends, z]), batch_size)   # (2 + C, K)
     v_empty, v_full = values[0], values[1]
-    phi = _constrained_wls(z, values[2:] - v_empty, w, v_full - v_empty)
+    phi = constrained_wls(z, values[2:] - v_empty, w, v_full - v_empty)
     return SamplingResult(phi, n_evals, time.perf_counter() - start)
 
 

@@ -457,11 +457,17 @@ def test_learned_shap_has_no_side_effects(learned_vit, images):
                                           if not fn.needs_gradients))
 def test_methods_declared_gradient_free_run_without_autograd(method, vit, learned_vit, images):
     model = copy.deepcopy(learned_vit if method == "learned_shap" else vit)
+    kw = {}
+    if method in ("learned_shap_posthoc", "vit_shapley"):      # trained explainers of `vit`
+        from models.posthoc import PostHocShap
+
+        kw["explainer"] = PostHocShap(vit, head="vit_shapley" if method == "vit_shapley"
+                                      else "harsanyi")
     modes = []
-    for m in model.modules():
+    for m in [*model.modules(), *(kw["explainer"].modules() if kw else [])]:
         m.register_forward_hook(lambda mod, i, o: modes.append(torch.is_grad_enabled()))
-    a = run(method, model, images)
-    b = run(method, model, images, seed=1)                 # declared free of randomness too
+    a = run(method, model, images, **kw)
+    b = run(method, model, images, seed=1, **kw)           # declared free of randomness too
     assert modes and not any(modes)
     torch.testing.assert_close(a.values, b.values, rtol=0, atol=0)
 

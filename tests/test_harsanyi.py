@@ -214,3 +214,23 @@ def test_consistency_training_brings_phi_towards_the_models_own_shapley_values()
             errors.append(float((out.shapley[i, :, k].double() - exact).norm() / exact.norm()))
         gaps[weight] = sum(errors) / len(errors)
     assert gaps[10.0] < 0.3 * gaps[0.0], gaps
+
+
+@pytest.mark.parametrize("pairwise", [True, False], ids=["pairs", "unary"])
+@pytest.mark.parametrize("image_size, patch", [(32, 8), (24, 3)], ids=["16 players", "64 players"])
+def test_every_vit_head_is_efficient_for_its_game(pairwise, image_size, patch):
+    """sum phi = v(N) - v(empty) to 1e-5: with every patch dropped the head returns its bias."""
+    with seeded(0):
+        model = LearnedShapViT(create_vit(ViTConfig(image_size=image_size, patch_size=patch,
+                                                    dim=16, depth=1, heads=2)),
+                               rank=2, pairwise=pairwise).eval()
+        with torch.no_grad():
+            model.head.bias.normal_()
+    x = torch.rand(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(8))
+    n = model.n_players
+    with torch.no_grad():
+        out = model.shapley_values(x)
+    for i in range(3):
+        ends = MaskingGame(model, x[i])(torch.stack([torch.zeros(n, dtype=torch.bool),
+                                                     torch.ones(n, dtype=torch.bool)]))
+        torch.testing.assert_close(out.shapley[i].sum(0), ends[1] - ends[0], rtol=0, atol=1e-5)

@@ -49,6 +49,9 @@ def test_a_model_whose_game_is_its_decomposition_agrees_exactly(local_model):
     assert res["rel_l2"]["max"] < 1e-5
     assert res["efficiency_gap"]["max"] < 1e-5
     assert res["pair_pearson_harsanyi"]["min"] > 1 - 1e-5
+    # a pairwise game: its Faith-Shap pairs are its dividends, and nothing is left over
+    assert res["pair_pearson_faith"]["min"] > 1 - 1e-5 and res["pair_rel_l2_faith"]["max"] < 1e-4
+    assert res["remainder"]["max"] < 1e-8
     # with a true pair in every example, the true-pair column covers all of them
     assert res["pair_pearson_harsanyi_true_pair"]["n"] == 4
     assert set(res["per_class"]["rel_l2"]) == {"a", "b", "c", "d"} and res["resolved"]
@@ -76,13 +79,16 @@ def test_markdown_shows_missing_numbers_as_na_and_bounds_with_noise():
            "agreement": {"pearson": stats, "rel_l2": stats, "pair_pearson_harsanyi": None,
                          "efficiency_gap": {"max": 2e-7}, "max_reference_noise": 0.0,
                          "resolved": True, "pair_pearson_harsanyi_true_pair": None,
-                         "pair_auroc_truth": stats,
-                         "per_class": {"rel_l2": {"a": 0.4, "b": 0.6}}}}
+                         "pair_auroc_truth": stats, "remainder": {"mean": 0.01234},
+                         "per_class": {"rel_l2": {"a": 0.4, "b": 0.6},
+                                       "pair_pearson_faith": {"a": 0.9, "b": None}}}}
     line = markdown([row]).splitlines()[2]
     assert "| n/a (n/a) |" in line and "90.0% (91.0%)" in line and "x1.10" in line
-    assert "| 2.0e-07 |" in line and "2 (1 per class)" in line
+    assert "| 2.0e-07 | 0.0123 | n/a, n/a |" in line and "2 (1 per class)" in line
     noisy = {**row, "agreement": {**row["agreement"], "max_reference_noise": 0.2,
                                   "resolved": False}}
     line = markdown([noisy]).splitlines()[2]
-    assert "exact (0.200)" in line and "| ≤ 0.500 (0.600) |" in line
-    assert per_class_markdown([row]) == "`m` (1 per class), rel. L2 by class: a 0.400, b 0.600"
+    assert "exact (0.200)" in line and "| ≤ 0.5 (0.6) |" in line     # 3 significant digits
+    table = per_class_markdown([row]).splitlines()
+    assert table[2] == "| `m` | a | 0.4 | n/a | 0.900, n/a | n/a |"
+    assert table[3] == "| `m` | b | 0.6 | n/a | n/a, n/a | n/a |"

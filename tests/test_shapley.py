@@ -21,7 +21,7 @@ from shapley import (
     shapley_from_table,
     shapley_interaction_pairs,
 )
-from shapley.exact import coalition_masks
+from shapley.exact import coalition_masks, faith_shap, fit_pairwise, shapley_kernel_sizes
 
 SAMPLERS = [permutation_shapley, kernel_shap]
 
@@ -201,6 +201,49 @@ def test_agrees_with_shapiq(n):
         np.testing.assert_allclose(moebius[:, k].numpy(), shapiq_moebius, atol=1e-10)
 
 
+@pytest.mark.parametrize("n", [3, 5, 7])
+def test_faith_shap_agrees_with_shapiq(n):
+    shapiq = pytest.importorskip("shapiq")
+    table = random_table(n, 2, seed=10 + n)
+    unary, pairs = faith_shap(table)
+    assert pairs.shape == (n, n, 2) and torch.equal(pairs, pairs.transpose(0, 1))
+    assert (pairs.diagonal(dim1=0, dim2=1) == 0).all()
+    for k in range(2):
+        def game(z, k=k):
+            return table_game(table)(torch.from_numpy(np.asarray(z, dtype=bool)))[:, k].numpy()
+        fsii = shapiq.ExactComputer(game, n_players=n)("FSII", order=2)
+        # shapiq holds the ends exact by a large weight, we by a constraint: 1e-8 apart
+        np.testing.assert_allclose(unary[:, k].numpy(), fsii.get_n_order_values(1), atol=1e-7)
+        np.testing.assert_allclose(pairs[..., k].numpy(), fsii.get_n_order_values(2), atol=1e-7)
+
+
+def test_faith_shap_of_a_pairwise_game_is_its_harsanyi_dividends():
+    table = zeta(random_dividends(6, 3, [1, 2], seed=4))
+    unary, pairs = faith_shap(table)
+    bit = 1 << torch.arange(6)
+    torch.testing.assert_close(unary, table[bit] - table[0])
+    torch.testing.assert_close(pairs, harsanyi_pairs(table))
+
+
+def test_a_pairwise_fit_gives_shapley_values_only_under_the_kernel_with_exact_ends():
+    """A head c_i + c_ij fitted to a game with interactions of every order: under the Shapley
+    kernel its phi = c_i + 1/2 sum_j c_ij are the exact Shapley values; uniform sizes are not."""
+    n = 9
+    table = zeta(random_dividends(n, 2, list(range(1, n + 1)), seed=6, scale=0.7))
+    exact = shapley_from_table(table)
+
+    def error(sizes):
+        unary, pairs = fit_pairwise(table, sizes)
+        return float((unary + pairs.sum(1) / 2 - exact).norm() / exact.norm())
+
+    assert error(shapley_kernel_sizes(n)) < 1e-10
+    uniform = torch.ones(n + 1, dtype=torch.float64)
+    uniform[[0, n]] = 0
+    assert error(uniform) > 0.01
+    with pytest.raises(ValueError, match="positive weight on every size"):
+        fit_pairwise(table, torch.zeros(n + 1))
+
+
 # ---------------------------------------------------------------- batching, float32, results
 
 def test_results_do_not_depend_on_batch_size():
@@ -343,3 +386,54 @@ def test_wrong_game_output(bad_game, problem):
 def test_bad_table_shape():
     with pytest.raises(ValueError, match=r"\(2\*\*n, K\)"):
         shapley_from_table(torch.zeros(6, 2))
+
+
+# ---------------------------------------------------------------- Leverage SHAP and shapiq's samplers
+
+def test_leverage_shap_is_exact_with_every_coalition_and_converges():
+    from shapley.leverage import leverage_shap
+
+    n = 10
+    table = zeta(random_dividends(n, 2, list(range(1, n + 1)), seed=3, scale=0.8))
+    exact = shapley_from_table(table)
+    full = leverage_shap(table_game(table), n, 2**n)
+    torch.testing.assert_close(full.values, exact, rtol=0, atol=1e-10)
+    errors = [np.mean([float((leverage_shap(table_game(table), n, b, seed=s).values - exact).norm()
+                             / exact.norm()) for s in range(4)]) for b in (64, 256, 768)]
+    assert errors[0] > errors[1] > errors[2]
+    one = leverage_shap(table_game(table), n, 256, seed=1)
+    torch.testing.assert_close(one.values.sum(0), table[-1] - table[0])   # efficiency
+    assert one.n_evals <= 256
+
+
+def test_leverage_shap_beats_kernel_shap_at_moderate_budgets():
+    """Uniform sizes (leverage scores) without replacement, against kernel-size sampling."""
+    from shapley.leverage import leverage_shap
+
+    n = 12
+    table = zeta(random_dividends(n, 2, list(range(1, n + 1)), seed=3, scale=0.8))
+    exact = shapley_from_table(table)
+
+    def error(fn):
+        return np.mean([float((fn(table_game(table), n, 512, seed=s).values - exact).norm()
+                              / exact.norm()) for s in range(6)])
+
+    assert error(leverage_shap) < error(kernel_shap)
+
+
+@pytest.mark.parametrize("name", ["shapiq_kernel", "shapiq_kadd", "shapiq_svarm",
+                                  "shapiq_stratified", "shapiq_permutation",
+                                  "shapiq_unbiased_kernel", "shapiq_owen"])
+def test_shapiq_samplers_explain_one_class_and_count_what_they_ask(name):
+    pytest.importorskip("shapiq")
+    from shapley.shapiq_samplers import shapiq_sampler
+
+    n = 8
+    table = zeta(random_dividends(n, 3, [1, 2, 3], seed=5))
+    exact = shapley_from_table(table)[:, 2]
+    res = shapiq_sampler(name)(table_game(table), n, 2**n, seed=0, output=2)
+    assert res.values.shape == (n, 1) and 0 < res.n_evals <= 2**n
+    err = float((res.values[:, 0] - exact).norm() / exact.norm())
+    assert err < 0.5, err                    # every one of them is in the right place
+    with pytest.raises(ValueError, match="unknown shapiq sampler"):
+        shapiq_sampler("shapiq_magic")

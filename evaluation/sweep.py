@@ -1,0 +1,364 @@
+"""The accuracy-faithfulness trade-off of co-trained LearnedSHAP heads: a staged, resumable sweep.
+
+Each setting retrains one LearnedSHAP ViT (16 patches, digits, 64 patches) with another
+consistency weight (with or without warm-up), coalition sampler (`models.harsanyi.SAMPLERS`:
+uniform sizes, Shapley kernel, paired or not) or head (unary + pairs, unary only), and measures:
+
+- accuracy on the model's test split and on a large one (4,000 generated images; digits: its 360);
+- phi against the reference values of the model's own game (exact at 16 players; at 64
+  antithetic permutation sampling with its own noise), relative L2 and Pearson, on the same
+  number of test images from every class;
+- the pair terms against exact order-2 Faith-Shap and Harsanyi pair dividends (16 players);
+- the game's remainder: the share of v's variance that the head's own decomposition leaves
+  unexplained, 1 - R^2 over 1,000 Shapley-kernel coalitions per image (predicted class);
+- training time.
+
+Stage 1 trains every setting at training seed 0; stage 2 trains a second seed of the plain model,
+then of the settings whose seed-0 accuracy is near the plain model's, most faithful first,
+until one passes the rule that picks the new default: the most faithful setting whose mean
+accuracy over the two seeds (on the large test split) is at least the plain model's mean minus
+0.5 point (digits: 1 point). Results are
+written after every setting (`shap_overlays/sweep.json`) and a rerun skips what is there;
+checkpoints are cached like every zoo model.
+
+    python -m evaluation.sweep [--models vit_patches vit_digits vit_patches64] [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import data
+from evaluation.cli import experiment_parser, setup
+from evaluation.examples import load_examples
+from evaluation.learned_report import REFERENCE_BUDGET64, remainder
+from evaluation.metrics import pearson, rel_l2
+from evaluation.records import write_json, write_text
+from evaluation.references import reference, resolved
+from evaluation.scoring import efficiency_gap
+from models import zoo
+from models.train import evaluate
+from tools.readme import replace_block
+from viz.overlay import new_figure, save_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "shap_overlays"
+BASES = {"vit_patches": "learned_vit_patches", "vit_digits": "learned_vit_digits",
+         "vit_patches64": "learned_vit_patches64"}
+LARGE_TEST = 4000           # generated test images for the accuracy rule
+TOLERANCE = {"vit_patches": 0.005, "vit_digits": 0.01, "vit_patches64": 0.005}
+PER_CLASS = {"vit_patches": 2, "vit_digits": 1, "vit_patches64": 2}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way of training the head: consistency weight, warm-up, coalition sampler, head."""
+
+    consistency: float
+    warmup: bool | float = True       # epochs of linear warm-up: True = 1, False = none
+    sampler: str = "uniform"
+    pairwise: bool = True
+
+    @property
+    def warmup_epochs(self) -> int | float:
+        w = float(self.warmup)
+        return int(w) if w.is_integer() else w
+
+    @property
+    def name(self) -> str:
+        w = self.warmup_epochs
+        return (f"w{self.consistency:g}" + ("" if w == 1 else "-nowarmup" if w == 0 else
+                                            f"-warmup{w:g}")
+                + ("" if self.sampler == "uniform" else f"-{self.sampler}")
+                + ("" if self.pairwise else "-unary"))
+
+
+WEIGHTS = (1, 3, 10, 30, 100, 300, 1000)
+SETTINGS = ([Setting(w) for w in WEIGHTS]
+            + [Setting(10, warmup=False), Setting(100, warmup=False)]
+            + [Setting(w, sampler="kernel_paired") for w in (10, 30, 100)]
+            + [Setting(100, sampler="kernel")]
+            + [Setting(w, pairwise=False) for w in (10, 100)]
+            # a longer warm-up: does the strong weight cost less accuracy if it comes later?
+            + [Setting(w, warmup=5) for w in (30, 100)])
+# the 64-patch model trains for 2.5 minutes: fewer settings, the same axes
+SETTINGS64 = ([Setting(w) for w in (1, 10, 30, 100, 300, 1000)]
+              + [Setting(w, sampler="kernel_paired") for w in (10, 100)]
+              + [Setting(w, pairwise=False) for w in (10, 100)]
+              # strong weights diverged at some seeds (w300, w100 kernel paired): later warm-ups
+              + [Setting(100, warmup=8), Setting(100, warmup=8, sampler="kernel_paired")])
+QUICK_SETTINGS = [Setting(10), Setting(100, sampler="kernel_paired")]
+
+
+def settings_for(key: str, quick: bool) -> list[Setting]:
+    if quick:
+        return QUICK_SETTINGS
+    return SETTINGS64 if key == "vit_patches64" else SETTINGS
+
+
+def spec_for(key: str, setting: Setting | None, seed: int, quick: bool) -> zoo.ModelSpec:
+    """The zoo spec of one setting (None: the plain model) at one training seed."""
+    base = zoo.SPECS[BASES[key]]
+    if setting is None:
+        base = zoo.SPECS[base.plain]
+        spec = replace(base, name=f"sweep-{base.name}-seed{seed}", train_seed=seed)
+    else:
+        head = {**base.head, "consistency": float(setting.consistency),
+                "warmup_epochs": setting.warmup_epochs, "sampler": setting.sampler,
+                "pairwise": setting.pairwise}
+        spec = replace(base, name=f"sweep-{base.name}-{setting.name}-seed{seed}", head=head,
+                       train_seed=seed)
+    return zoo.resolve(spec, quick)
+
+
+def large_test_accuracy(spec: zoo.ModelSpec, model: torch.nn.Module, quick: bool) -> tuple[float, int]:
+    """Accuracy on LARGE_TEST generated test images (the digits: their whole test split)."""
+    options = dict(spec.data_options)
+    if "n_test" in data.dataset_options(spec.dataset) and spec.dataset != "digits":
+        options["n_test"] = 256 if quick else LARGE_TEST
+    loader = data.get_loader(spec.dataset, "test", batch_size=256, seed=spec.seed, **options)
+    return evaluate(model, loader), len(loader.dataset)
+
+
+@torch.no_grad()
+def faithfulness(key: str, spec: zoo.ModelSpec, model: torch.nn.Module, quick: bool) -> dict:
+    """phi, pairs and remainder of one trained head against its own game's references."""
+    ex = load_examples(spec, model, 1 if quick else PER_CLASS[key])
+    budget = None if model.n_players <= 16 else (2048 if quick else REFERENCE_BUDGET64)
+    errors, pearsons, gaps, noises, remainders, pair_faith, pair_faith_l2, pair_harsanyi = \
+        [], [], [], [], [], [], [], []
+    iu = torch.triu_indices(model.n_players, model.n_players, 1)
+    for i, x in enumerate(ex.x):
+        ref = reference(model, x, budget)
+        out = model.shapley_values(x[None])
+        k = int(out.logits[0].argmax())
+        phi = out.shapley[0, :, k].double()
+        errors.append(rel_l2(phi, ref.values[:, k]))
+        pearsons.append(pearson(phi, ref.values[:, k]))
+        gaps.append(abs(efficiency_gap(phi, ref, k)))
+        noises.append(ref.noise(k))
+        remainders.append(remainder(model, x, k, 200 if quick else 1000, seed=i))
+        if out.pair is not None and ref.pairs_faith is not None:
+            learned = out.pair[0, :, :, k].double()[iu[0], iu[1]]
+            faith = ref.pairs_faith[iu[0], iu[1], k]
+            pair_faith.append(pearson(learned, faith))
+            pair_faith_l2.append(rel_l2(learned, faith) if faith.norm() > 0 else None)
+            pair_harsanyi.append(pearson(learned, ref.pairs_harsanyi[iu[0], iu[1], k]))
+
+    def mean(v):
+        v = [a for a in v if a is not None and a == a]
+        return float(np.mean(v)) if v else None
+
+    return {"rel_l2": mean(errors), "rel_l2_max": max(errors), "pearson": mean(pearsons),
+            "efficiency_gap_max": max(gaps), "reference_noise_max": max(noises),
+            "resolved": all(resolved(e, r) for e, r in zip(errors, noises, strict=True)),
+            "remainder": mean(remainders), "pair_pearson_faith": mean(pair_faith),
+            "pair_rel_l2_faith": mean(pair_faith_l2), "pair_pearson_harsanyi": mean(pair_harsanyi),
+            "n_examples": len(ex), "per_class": ex.per_class, "reference": ref.describe()}
+
+
+def measure(key: str, setting: Setting | None, seed: int, quick: bool,
+            progress: bool = True) -> dict:
+    """Train (or load) one setting at one seed and measure it."""
+    spec = spec_for(key, setting, seed, quick)
+    start = time.perf_counter()
+    trained = zoo.load(spec, quick=False, progress=progress)     # spec_for resolved quick mode
+    accuracy_large, n_large = large_test_accuracy(spec, trained.model, quick)
+    row = {"model": key, "setting": None if setting is None else setting.name,
+           "config": None if setting is None else asdict(setting), "seed": seed,
+           "fingerprint": trained.meta["fingerprint"], "accuracy": trained.meta["accuracy"],
+           "accuracy_large": accuracy_large, "n_large": n_large,
+           "train_seconds": trained.meta["train_seconds"]}
+    if setting is not None:
+        row.update(faithfulness(key, spec, trained.model.eval(), quick))
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def select(rows: list[dict], key: str) -> dict:
+    """The new default: the most faithful setting with two seeds whose mean accuracy passes."""
+    plain = [r["accuracy_large"] for r in rows if r["model"] == key and r["setting"] is None]
+    bar = float(np.mean(plain)) - TOLERANCE[key]
+    by_setting: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["model"] == key and r["setting"] is not None:
+            by_setting.setdefault(r["setting"], []).append(r)
+    candidates = []
+    for name, rs in by_setting.items():
+        if len(rs) < 2:
+            continue
+        acc = float(np.mean([r["accuracy_large"] for r in rs]))
+        err = float(np.mean([r["rel_l2"] for r in rs]))
+        candidates.append({"setting": name, "accuracy_large": acc, "rel_l2": err,
+                           "passes": acc >= bar})
+    passing = sorted((c for c in candidates if c["passes"]), key=lambda c: c["rel_l2"])
+    return {"plain_accuracy_large": float(np.mean(plain)) if plain else None, "bar": bar,
+            "plain_seeds": len(plain), "candidates": candidates,
+            "chosen": passing[0]["setting"] if passing else None}
+
+
+def stage2_candidates(rows: list[dict], key: str, quick: bool, limit: int = 6) -> list[Setting]:
+    """Settings to try at a second seed, most faithful first: those whose seed-0 accuracy is
+    within twice the tolerance of the plain model's mean (one seed can fall below the rule)."""
+    plain = [r["accuracy_large"] for r in rows if r["model"] == key and r["setting"] is None]
+    if not plain:
+        return []
+    near = [r for r in rows if r["model"] == key and r["setting"] is not None and r["seed"] == 0
+            and r["accuracy_large"] >= float(np.mean(plain)) - 2 * TOLERANCE[key]]
+    near.sort(key=lambda r: r["rel_l2"])
+    by_name = {s.name: s for s in settings_for(key, quick)}
+    return [by_name[r["setting"]] for r in near[:limit] if r["setting"] in by_name]
+
+
+def load_rows(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["rows"] if path.exists() else []
+
+
+def run(keys: list[str], quick: bool, out: Path, progress: bool = True) -> dict:
+    """Both stages for every model, resuming from `out`/sweep.json; returns the results."""
+    path = out / "sweep.json"
+    rows = load_rows(path)
+    done = {(r["model"], r["setting"], r["seed"], r["fingerprint"]) for r in rows}
+
+    def ensure(key: str, setting: Setting | None, seed: int) -> None:
+        spec = spec_for(key, setting, seed, quick)
+        ident = (key, None if setting is None else setting.name, seed, zoo.fingerprint(spec))
+        if ident in done:
+            return
+        rows[:] = [r for r in rows if (r["model"], r["setting"], r["seed"]) != ident[:3]]
+        rows.append(measure(key, setting, seed, quick, progress))
+        done.add(ident)
+        save(rows, keys, quick, out)
+
+    for key in keys:
+        todo = [None, *settings_for(key, quick)]
+        for setting in tqdm(todo, desc=f"sweep {key}: stage 1", disable=not progress):
+            ensure(key, setting, 0)
+        ensure(key, None, 1)                          # the plain model's second seed: the bar
+        # stage 2: second seeds, most faithful first, until one passes the accuracy rule
+        for setting in tqdm(stage2_candidates(rows, key, quick), desc=f"sweep {key}: stage 2",
+                            disable=not progress):
+            ensure(key, setting, 1)
+            if select(rows, key)["chosen"] is not None:
+                break
+    return save(rows, keys, quick, out)
+
+
+def save(rows: list[dict], keys: list[str], quick: bool, out: Path) -> dict:
+    results = {"quick": quick, "rows": rows,
+               "selection": {k: select(rows, k) for k in BASES if any(r["model"] == k for r in rows)}}
+    results = write_json(out / "sweep.json", results)
+    md = markdown(results)
+    write_text(out / "sweep.md", md)
+    for key in results["selection"]:
+        save_figure(figure(results, key), out / f"sweep_{key}.png")
+    if not quick and out.resolve() == OUT.resolve():
+        replace_block("sweep", md)
+    return results
+
+
+def cell(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def small(v) -> str:
+    """A value that may be tiny (errors, remainders): three significant digits."""
+    return "–" if v is None else f"{v:.3g}"
+
+
+def markdown(results: dict) -> str:
+    lines = []
+    for key, sel in results["selection"].items():
+        rows = [r for r in results["rows"] if r["model"] == key]
+        plain = [r for r in rows if r["setting"] is None]
+        lines += [f"#### {key} (`{BASES[key]}`)", "",
+                  "| setting | seed | accuracy (1,000 / large) | phi rel. L2 mean (max) | Pearson | "
+                  "pairs vs Faith-Shap: Pearson, rel. L2 | pairs vs Harsanyi | remainder 1 - R² | "
+                  "train s |", "|---|---:|---|---|---:|---|---:|---:|---:|"]
+        for r in plain:
+            lines.append(f"| plain head | {r['seed']} | {r['accuracy']:.1%} / "
+                         f"{r['accuracy_large']:.2%} | | | | | | {r['train_seconds']:.0f} |")
+        for r in rows:
+            if r["setting"] is None:
+                continue
+            bound = "" if r["resolved"] else "≤ "
+            lines.append(
+                f"| {r['setting']} | {r['seed']} | {r['accuracy']:.1%} / {r['accuracy_large']:.2%} "
+                f"| {bound}{small(r['rel_l2'])} ({small(r['rel_l2_max'])}) | "
+                f"{cell(r['pearson'], 4)} | {cell(r['pair_pearson_faith'])}, "
+                f"{cell(r['pair_rel_l2_faith'])} | {cell(r['pair_pearson_harsanyi'])} | "
+                f"{small(r['remainder'])} | {r['train_seconds']:.0f} |")
+        chosen = sel["chosen"]
+        lines += ["", f"Plain head over {sel['plain_seeds']} seed(s): "
+                  f"{cell(sel['plain_accuracy_large'], 4)} on the large test split; the rule asks "
+                  f"for at least {cell(sel['bar'], 4)}. Settings with two seeds: "
+                  + ("; ".join(f"{c['setting']} accuracy {c['accuracy_large']:.4f}, rel. L2 "
+                               f"{c['rel_l2']:.4f} ({'passes' if c['passes'] else 'fails'})"
+                               for c in sel["candidates"]) or "none")
+                  + f". Chosen: **{chosen or 'none passes'}**.", ""]
+    sampled = [r["reference"] for r in results["rows"]
+               if r.get("reference") and r["reference"] != "exact"]
+    lines += ["References: exact for 16 players" + (f"; 64 patches: {sampled[0]}, its noise "
+              "below a third of every error unless the error is marked ≤" if sampled else "")
+              + ". Accuracy: the test split the model trains with (1,000 images; digits 360) "
+              "and the large one (4,000 generated images; digits the same 360).", ""]
+    return "\n".join(lines)
+
+
+def figure(results: dict, key: str):
+    """Accuracy against phi error, one point per setting (seed 0), the plain model as a line."""
+    rows = [r for r in results["rows"] if r["model"] == key]
+    fig = new_figure(figsize=(7.2, 4.4), layout="constrained")
+    ax = fig.subplots()
+    for r in rows:
+        if r["setting"] is None or r["seed"] != 0:
+            continue
+        c = r["config"]
+        marker = {"uniform": "o", "kernel": "s", "kernel_paired": "D"}[c["sampler"]]
+        colour = "#1f77b4" if c["pairwise"] else "#ff7f0e"
+        warm = float(c["warmup"])
+        ax.plot(r["rel_l2"], 100 * r["accuracy_large"], marker, color=colour,
+                mfc="none" if warm == 0 else colour, mew=2.5 if warm > 1 else 1, ms=7)
+        ax.annotate(r["setting"], (r["rel_l2"], 100 * r["accuracy_large"]), fontsize=6,
+                    xytext=(4, 3), textcoords="offset points")
+    sel = results["selection"][key]
+    if sel["plain_accuracy_large"] is not None:
+        ax.axhline(100 * sel["plain_accuracy_large"], color="black", lw=1,
+                   label="plain head (mean over seeds)")
+        ax.axhline(100 * sel["bar"], color="black", lw=0.8, ls="--", label="the accuracy rule")
+    ax.plot([], [], "o", color="#1f77b4", label="unary + pairs, uniform sizes")
+    ax.plot([], [], "D", color="#1f77b4", label="Shapley kernel, paired")
+    ax.plot([], [], "s", color="#1f77b4", label="Shapley kernel")
+    ax.plot([], [], "o", color="#ff7f0e", label="unary only")
+    ax.plot([], [], "o", color="#1f77b4", mfc="none", label="no warm-up")
+    ax.plot([], [], "o", color="#1f77b4", mew=2.5, label="longer warm-up")
+    ax.set_xscale("log")
+    ax.set_xlabel("relative L2 error of phi against the model's own Shapley values")
+    ax.set_ylabel(f"test accuracy (%), {rows[0]['n_large'] if rows else ''} images")
+    ax.set_title(f"{BASES[key]}: accuracy against faithfulness (training seed 0)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = experiment_parser(__doc__.splitlines()[0], "folder for sweep.json / .md and the "
+                               "figures (default shap_overlays/; in quick mode <cache>/sweep-quick/)")
+    parser.add_argument("--models", nargs="*", default=list(BASES), choices=list(BASES))
+    args = parser.parse_args(argv)
+    quick, out = setup(args, OUT, "sweep-quick")
+    results = run(args.models, quick, out, progress=not args.no_progress)
+    for key, sel in results["selection"].items():
+        print(f"{key}: chosen {sel['chosen']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Post-hoc LearnedSHAP: efficient by construction, its loss is the frozen game's, it trains
+towards the frozen model's Shapley values, and it explains through `explain` at two rows."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from explainers import explain
+from models.harsanyi import LearnedShapViT
+from models.posthoc import PostHocShap, coalition_values, frozen_values, posthoc_loss
+from models.train import seeded, train
+from models.vit import ViTConfig, create_vit
+from shapley.exact import exact_shapley
+from shapley.game import MaskingGame
+from shapley.sampling import kernel_coalitions
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    """A small plain ViT with class-token pooling (9 players)."""
+    with seeded(0):
+        return create_vit(ViTConfig(image_size=12, patch_size=4, dim=16, depth=2, heads=2)).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.rand(6, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+
+
+def explainer_of(model, **kw) -> PostHocShap:
+    with seeded(1):
+        net = PostHocShap(model, rank=2, **kw)
+    net.calibrate(model, torch.rand(1, 3, 12, 12))
+    return net.eval()
+
+
+def test_the_empty_end_is_the_frozen_models_and_phi_is_efficient(frozen, images):
+    net = explainer_of(frozen)
+    empty = MaskingGame(frozen, images[0])(torch.zeros(1, 9, dtype=torch.bool))[0]
+    torch.testing.assert_close(net.v_empty, empty)              # the same for every input
+    with torch.no_grad():
+        v_full = frozen(images)
+        out = net.decompose(images, v_full)
+    torch.testing.assert_close(out.shapley.sum(1), v_full - net.v_empty, rtol=0, atol=1e-5)
+    full = torch.ones(len(images), 1, 9, dtype=torch.bool)
+    torch.testing.assert_close(coalition_values(out, full)[:, 0], v_full, rtol=0, atol=1e-5)
+
+
+def test_frozen_values_are_the_masking_game(frozen, images):
+    keep = kernel_coalitions(9, 6 * 5, torch.Generator().manual_seed(3)).view(6, 5, 9)
+    values = frozen_values(frozen, images, keep)                 # (B, M, K)
+    for b in range(6):
+        torch.testing.assert_close(values[b], MaskingGame(frozen, images[b])(keep[b]),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_the_loss_vanishes_when_the_decomposition_is_the_frozen_game(images):
+    """A token-wise LearnedSHAP ViT's game is its own decomposition; an explainer with its
+    backbone and head reproduces every coalition, so the loss is zero."""
+    with seeded(0):
+        model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
+                                                    depth=0)), rank=2)
+        with torch.no_grad():
+            model.head.pair_weight.normal_()
+            model.head.pair_sign.normal_()
+            model.head.bias.normal_()
+    model.eval()
+    net = PostHocShap(model.backbone, rank=2)
+    net.head.load_state_dict(model.head.state_dict())
+    net.calibrate(model, images)
+    loss, _ = posthoc_loss(model, coalitions=8)(net, {"x": images}, torch.Generator())
+    assert loss.item() < 1e-10
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        other.head.pair_weight.zero_()                       # the pairs removed
+    assert posthoc_loss(model, coalitions=8)(other, {"x": images}, torch.Generator())[0] > 1e-6
+
+
+@pytest.mark.slow
+def test_training_on_the_frozen_game_approaches_its_shapley_values(frozen):
+    """A short run (kernel coalitions, paired) cuts the gap to the exact values of the frozen
+    game: the explainer learns the frozen model's Shapley values, not its own."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(256, 3, 12, 12, generator=gen)
+    loader = torch.utils.data.DataLoader([{"x": xi, "y": torch.tensor(0)} for xi in x],
+                                         batch_size=32, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    test = torch.rand(6, 3, 12, 12, generator=gen)
+    exact = [exact_shapley(MaskingGame(frozen, t), 9, interactions=False).values for t in test]
+
+    def gap(net):
+        with torch.no_grad():
+            out = net.decompose(test, frozen(test))
+        return sum(float((out.shapley[i].double() - exact[i]).norm() / exact[i].norm())
+                   for i in range(len(test))) / len(test)
+
+    net = explainer_of(frozen)
+    before = gap(net)
+    counter = [0]
+    train(net, loader, epochs=15, lr=3e-3, seed=0, loss_fn=posthoc_loss(frozen, 16, counter),
+          progress=False, log=lambda s: None, device="cpu")
+    assert counter[0] == 15 * 256 * 17                         # the training cost, counted
+    assert gap(net.eval()) < 0.5 * before
+
+
+def test_explain_costs_the_prediction_and_one_explainer_pass(frozen, images):
+    net = explainer_of(frozen)
+    att = explain("learned_shap_posthoc", frozen, images, 1, explainer=net)
+    assert att.cost.evals == 2 * len(images)
+    with torch.no_grad():
+        out = net.decompose(images, frozen(images))
+    torch.testing.assert_close(att.values, out.shapley[:, :, 1])
+    assert att.extras["pairs"].shape == (6, 9, 9)
+    unary = explain("learned_shap_posthoc", frozen, images, 1,
+                    explainer=explainer_of(frozen, pairwise=False))
+    assert "pairs" not in unary.extras
+
+
+def test_explain_leaves_both_networks_as_they_were(frozen, images):
+    net = explainer_of(frozen).train()
+    model = copy.deepcopy(frozen).train()
+    explain("learned_shap_posthoc", model, images, 0, explainer=net)
+    assert net.training and model.training
+    assert all(p.requires_grad for p in net.parameters())
+
+
+def test_a_missing_or_foreign_explainer_is_named(frozen, images):
+    with pytest.raises(ValueError, match="needs the trained explainer"):
+        explain("learned_shap_posthoc", frozen, images, 0)
+    with seeded(0):
+        other = create_vit(ViTConfig(image_size=12, patch_size=6, dim=16, depth=1, heads=2))
+    with pytest.raises(ValueError, match="trained for a"):
+        explain("learned_shap_posthoc", other, images, 0, explainer=explainer_of(frozen))
+    with pytest.raises(TypeError, match="explains ViTs that drop tokens"):
+        PostHocShap(torch.nn.Linear(3, 3))
+
+
+def test_vit_shapley_has_its_own_head_and_verb(frozen, images):
+    with seeded(1):
+        net = PostHocShap(frozen, head="vit_shapley")
+    net.calibrate(frozen, images)
+    att = explain("vit_shapley", frozen, images, 2, explainer=net.eval())
+    assert att.cost.evals == 2 * len(images) and "pairs" not in att.extras
+    with torch.no_grad():
+        v_full = frozen(images)
+    torch.testing.assert_close(att.values.sum(1), (v_full - net.v_empty)[:, 2], rtol=0,
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="vit_shapley needs the trained explainer.*harsanyi"):
+        explain("vit_shapley", frozen, images, 0, explainer=explainer_of(frozen))
+    with pytest.raises(ValueError, match="learned_shap_posthoc needs.*vit_shapley head"):
+        explain("learned_shap_posthoc", frozen, images, 0, explainer=net)
+    with pytest.raises(ValueError, match="unknown explainer head"):
+        PostHocShap(frozen, head="mlp")
+
+
+def test_a_posthoc_explainer_is_retrained_when_its_frozen_model_changes(monkeypatch):
+    from dataclasses import replace
+
+    from models import zoo
+
+    spec = zoo.POSTHOC_SPECS["posthoc_vit_patches"]
+    before = zoo.fingerprint(spec)
+    plain = zoo.SPECS["vit_patches"]
+    monkeypatch.setitem(zoo.SPECS, "vit_patches", replace(plain, epochs=plain.epochs + 1))
+    assert zoo.fingerprint(spec) != before
+
+
+@pytest.mark.slow
+def test_quick_posthoc_report_trains_measures_and_tables(tmp_path, quick_cache, monkeypatch):
+    from evaluation import posthoc
+    from models import zoo
+
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(quick_cache))
+    names = ["posthoc_vit_patches", "vit_shapley_vit_patches"]
+    results = posthoc.main(["--quick", "--models", *names, "--out", str(tmp_path),
+                            "--no-progress"])
+    assert [r["name"] for r in results] == names
+    for r in results:
+        assert r["evals_per_explanation"] == 2 and r["frozen_evals"] > 0
+        assert r["efficiency_gap"]["max"] < 1e-4 and r["n_examples"] == 4
+        assert r["method"] == ("vit_shapley" if r["name"].startswith("vit_shapley")
+                               else "learned_shap_posthoc")
+    table = (tmp_path / "posthoc.md").read_text()
+    assert "| `posthoc_vit_patches` | `vit_patches` | 16 | unary + pairs |" in table
+    assert "ViT-Shapley (attention block + MLP)" in table
+    trained = zoo.load("posthoc_vit_patches", quick=True, train_missing=False)
+    assert trained.meta["frozen_evals"] == results[0]["frozen_evals"]
