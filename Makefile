@@ -8,7 +8,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test bench sweep posthoc lint clean
+.PHONY: build run results test bench sweep posthoc scale lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -36,6 +36,9 @@ sweep: build                     ## the accuracy-faithfulness trade-off (about 8
 
 posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*
 	$(PY) -m evaluation.posthoc --threads 2
+
+scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (about 100 min)
+	$(PY) -m evaluation.scale --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

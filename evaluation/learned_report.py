@@ -118,6 +118,11 @@ def remainder(model: nn.Module, x: Tensor, target: int, n_coalitions: int = 1000
     v = game_for(model, x)(keep)[:, target].double().cpu()                 # (C,)
     full = model.explain(x[None].to(model_device(model)))
     g = full.restrict(keep.to(full.unary.device))[:, target].double().cpu()
+    return unexplained(v, g)
+
+
+def unexplained(v: Tensor, g: Tensor) -> float:
+    """1 - R^2 of the fit g of the game values v (both (C,)): the share of v's variance left."""
     total = float(((v - v.mean()) ** 2).sum())
     return float(((v - g) ** 2).sum()) / total if total > 0 else float("nan")
 

@@ -18,17 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
-from evaluation.learned_report import REFERENCE_BUDGET64, stats
+from evaluation.learned_report import REFERENCE_BUDGET64, stats, unexplained
 from evaluation.metrics import pearson, rel_l2
 from evaluation.records import write_json, write_text
-from evaluation.references import reference, resolved
+from evaluation.references import game_for, reference, resolved
 from evaluation.scoring import efficiency_gap
 from explainers import explain
+from explainers.core import model_device
 from models import zoo
+from shapley.sampling import kernel_coalitions
 from tools.readme import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,15 +40,26 @@ PER_CLASS = 4            # 16 test images of each game, the same for every expla
 GOALS = {16: 0.05, 64: 0.10}
 
 
-def measure(name: str, quick: bool, progress: bool = True) -> dict:
-    """Train (or load) one post-hoc explainer and score it against its frozen model's game."""
+def measure(name: str, quick: bool, progress: bool = True, per_class: int | None = None,
+            budget: int | None = None, remainder_coalitions: int = 0) -> dict:
+    """Train (or load) one post-hoc explainer and score it against its frozen model's game.
+
+    `per_class` test images of each class (default 4; quick 1), against exact values up to 16
+    players, else an antithetic-permutation reference of `budget` evaluations (default the
+    report's 64-patch budget; quick 2,048). With `remainder_coalitions`, each row also gets the
+    share of the frozen game (1 - R² over that many Shapley-kernel coalitions) that the
+    explainer's own decomposition leaves unexplained.
+    """
     spec = zoo.resolve(name, quick)
     trained = zoo.load(name, quick=quick, progress=progress)
     explainer = trained.model.eval()
     frozen = zoo.frozen_model(spec)
-    ex = load_examples(spec, frozen, 1 if quick else PER_CLASS)
+    ex = load_examples(spec, frozen, per_class or (1 if quick else PER_CLASS))
     n = frozen.n_players
-    budget = None if n <= 16 else (2048 if quick else REFERENCE_BUDGET64)
+    if n <= 16:
+        budget = None
+    elif budget is None:
+        budget = 2048 if quick else REFERENCE_BUDGET64
     with torch.no_grad():
         targets = frozen(ex.x).argmax(-1)
     kind = spec.head.get("kind", "harsanyi")
@@ -59,7 +73,11 @@ def measure(name: str, quick: bool, progress: bool = True) -> dict:
         row = {"index": ex.index[i], "label": int(ex.y[i]), "target": k,
                "rel_l2": rel_l2(phi, ref.values[:, k]), "pearson": pearson(phi, ref.values[:, k]),
                "efficiency_gap": abs(efficiency_gap(phi, ref, k)),
-               "reference_noise": ref.noise(k), "evals": att.cost.evals}
+               "reference_noise": ref.noise(k), "evals": att.cost.evals,
+               "seconds": att.cost.seconds}
+        if remainder_coalitions:
+            row["remainder"] = decomposition_remainder(explainer, frozen, ex.x[i], k,
+                                                       remainder_coalitions, seed=i)
         if "pairs" in att.extras and ref.pairs_faith is not None:
             learned, faith = att.extras["pairs"][0].double(), ref.pairs_faith[..., k]
             row["pair_pearson_faith"] = pearson(learned[iu[0], iu[1]], faith[iu[0], iu[1]])
@@ -81,7 +99,22 @@ def measure(name: str, quick: bool, progress: bool = True) -> dict:
             "reference_noise": stats([r["reference_noise"] for r in rows]),
             "pair_pearson_faith": stats([r.get("pair_pearson_faith") for r in rows]),
             "evals_per_explanation": float(np.mean([r["evals"] for r in rows])),
+            "seconds_per_explanation": float(np.median([r["seconds"] for r in rows])),
+            "remainder": stats([r.get("remainder") for r in rows]),
             "examples": rows}
+
+
+@torch.no_grad()
+def decomposition_remainder(explainer: nn.Module, frozen: nn.Module, x: Tensor, target: int,
+                            n_coalitions: int = 1000, seed: int = 0) -> float:
+    """1 - R² of the explainer's decomposition against the frozen game on Shapley-kernel
+    coalitions (class `target`): what its additive (+ pairwise) form cannot hold of the game."""
+    keep = kernel_coalitions(frozen.n_players, n_coalitions, torch.Generator().manual_seed(seed))
+    v = game_for(frozen, x)(keep)[:, target].double().cpu()                  # (C,)
+    xb = x[None].to(model_device(frozen))
+    out = explainer.decompose(xb, frozen(xb))
+    g = out.restrict(keep.to(out.unary.device))[:, target].double().cpu()
+    return unexplained(v, g)
 
 
 def markdown(results: list[dict]) -> str:

@@ -16,6 +16,7 @@ Why our own: no released library implements it for batched torch games.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -72,8 +73,8 @@ def _stratified_pairs(n: int, budget: int, weights: torch.Tensor,
         if m <= 0:
             continue
         if m >= c:                                                 # every coalition of both sizes
-            sizes = coalition_masks(n).sum(1)
-            z = coalition_masks(n)[(sizes == s) | (sizes == t)]
+            z = _all_subsets(n, s)
+            z = z if s == t else torch.cat([z, ~z])
             rows.append(z)
             w.append(weights[z.sum(1)])
             continue
@@ -82,8 +83,17 @@ def _stratified_pairs(n: int, budget: int, weights: torch.Tensor,
         if s != t:
             z = torch.cat([z, ~z])                                 # their complements, size t
         rows.append(z)
-        w.append(weights[z.sum(1)] * math.comb(n, s) / k)          # kernel weight / inclusion
+        # kernel weight / inclusion probability = (n-1) / (C(n,s) s t) * C(n,s) / k, written
+        # without C(n, s), which overflows a float beyond about 1,030 players
+        w.append(torch.full((len(z),), (n - 1) / (s * t * k), dtype=torch.float64))
     return torch.cat(rows), torch.cat(w)
+
+
+def _all_subsets(n: int, size: int) -> torch.Tensor:
+    """Every subset of `size` players, (C(n, size), n) bool, without enumerating all 2^n."""
+    idx = torch.tensor(list(itertools.combinations(range(n), size)), dtype=torch.long)
+    z = torch.zeros(len(idx), n, dtype=torch.bool)
+    return z.scatter_(1, idx.view(len(idx), size), True)
 
 
 def _uniform_subsets(n: int, size: int, k: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,367 @@
+"""The scale study: one forward pass against ViT-Shapley and the strongest samplers at 16, 64, 196.
+
+For each player count two kinds of game, each on the same stratified test images:
+
+- **co-trained**: a LearnedSHAP ViT explains itself in one forward pass (`phi` of its head);
+- **frozen**: the plain ViT (trained without the head) explained by post-hoc LearnedSHAP and by
+  ViT-Shapley (Covert, Kim & Lee 2023), both trained on the frozen game at equal cost (one
+  explainer forward and the model's own prediction per explanation).
+
+Every one-pass explainer is scored against a reference of its game (exact up to 16 players, else
+antithetic permutation in two halves, with its own noise), and every sampler (ours, Leverage
+SHAP, shapiq's; `evaluation.break_even.ALL_SAMPLERS`) runs on the same images and references on a
+doubling grid of budgets from 2n to 32n. Break-even: the fewest evaluations at which the best
+sampler's mean error is at or below the explainer's. Also the pair terms against exact Faith-Shap
+(16 players), the game's remainder (what a pairwise decomposition leaves unexplained), accuracy,
+seconds per explanation and training cost in model evaluations. Writes `scale.json`, `scale.md`,
+the figure `scale_error_vs_evals.png` and a README block.
+
+    python -m evaluation.scale [--quick] [--players 16 64 196]
+
+Heavy (the 196-player models train for minutes each), so it has its own target: `make scale`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import data
+from evaluation import break_even as be
+from evaluation.cli import experiment_parser, setup
+from evaluation.examples import load_examples
+from evaluation.learned_report import REFERENCE_BUDGET64, compare, references_for
+from evaluation.posthoc import measure
+from evaluation.records import write_json, write_text
+from explainers.core import model_device
+from models import zoo
+from tools.readme import replace_block
+from viz.overlay import save_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "shap_overlays"
+LARGEST = 32                   # samplers run on budgets 2n, 4n, ... 32n
+REFERENCE_BUDGET196 = 19600    # 2 x 9,800 evaluations: 25 antithetic pairs of permutations a half
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What runs at one player count."""
+
+    co_trained: tuple[str, ...]          # LearnedSHAP ViTs of the zoo
+    frozen: str                          # the plain ViT the post-hoc explainers explain
+    explainers: tuple[str, ...]          # post-hoc LearnedSHAP and ViT-Shapley of `frozen`
+    per_class: int                       # test images of each class
+    reference_budget: int | None         # None: exact
+    seeds: tuple[int, ...]               # sampler seeds
+    goal_co_trained: float
+    goal_frozen: float
+
+
+SETTINGS = {
+    16: Setting(("learned_vit_patches",), "vit_patches",
+                ("posthoc_vit_patches", "posthoc_vit_patches_unary", "vit_shapley_vit_patches"),
+                4, None, (0, 1), 0.01, 0.05),
+    64: Setting(("learned_vit_patches64",), "vit_patches64",
+                ("posthoc_vit_patches64", "posthoc_vit_patches64_unary",
+                 "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64, (0, 1), 0.01, 0.10),
+    196: Setting(("learned_vit_patches196", "learned_vit_patches196_w100"), "vit_patches196",
+                 ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
+                 2, REFERENCE_BUDGET196, (0,), 0.02, 0.15),
+}
+# quick mode (tests): one image per class, small references and grids, a few samplers
+QUICK = {"per_class": 1, "reference_budget": {64: 1024, 196: 1568}, "largest": 4, "seeds": (0,),
+         "samplers": ("permutation", "kernel", "leverage", "shapiq_kernel", "shapiq_stratified",
+                      "shapiq_kadd")}
+REMAINDER_COALITIONS = 1000
+
+
+def setting_for(n_players: int, quick: bool) -> Setting:
+    if n_players not in SETTINGS:
+        raise ValueError(f"no scale setting for {n_players} players; choose from {list(SETTINGS)}")
+    s = SETTINGS[n_players]
+    if not quick:
+        return s
+    budget = None if s.reference_budget is None else QUICK["reference_budget"][n_players]
+    return Setting(s.co_trained, s.frozen, s.explainers, QUICK["per_class"], budget,
+                   QUICK["seeds"], s.goal_co_trained, s.goal_frozen)
+
+
+def training_evals(spec: zoo.ModelSpec) -> int:
+    """Model rows a co-trained LearnedSHAP ViT evaluates in training: per image and epoch, the
+    full input and one coalition for the consistency term (two with the paired sampler)."""
+    n_train = {**data.dataset_options(spec.dataset), **spec.data_options}["n_train"]
+    rows = 1 + (2 if spec.head.get("sampler") == "kernel_paired" else 1)
+    return spec.epochs * n_train * rows
+
+
+@torch.no_grad()
+def explanation_seconds(model: nn.Module, x: Tensor, repeats: int = 10) -> float:
+    """Median seconds of one LearnedSHAP explanation of one input (after two warm-up calls)."""
+    x = x[None].to(model_device(model))
+    times = []
+    for i in range(repeats + 2):
+        start = time.perf_counter()
+        model.shapley_values(x)
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, seeds, samplers,
+               largest: int, progress: bool) -> dict:
+    grid = be.doubling_grid(n, largest * n)
+    curves = be.sampler_curves(model, list(xs), targets, refs, grid, seeds=seeds,
+                               samplers=samplers, progress=progress)
+    skipped = {s: be.skip_reason(s, n) for s in samplers if be.skip_reason(s, n)}
+    return {"grid": grid, "curves": curves, "skipped": skipped}
+
+
+def versus_samplers(entry: dict, curves: dict, n: int) -> dict:
+    """The explainer's break-even against every sampler; the goal: the best needs more than 2n."""
+    out = be.break_even(curves["curves"], entry["rel_l2"]["mean"],
+                        entry["reference_noise"]["max"])
+    best = out["samplers"][out["best"]]
+    point = next((p for p in best["curve"] if p["evals"] == best["evals"]), best["curve"][-1])
+    return {"best": out["best"], "evals": best["evals"], "relation": best["relation"],
+            "text": be.describe(best), "resolved": out["resolved"],
+            "best_seconds": point["seconds"], "goal_met": best["relation"] != "≤",
+            "per_sampler": {k: be.describe(v) for k, v in out["samplers"].items()},
+            "one_pair": 2 * n}
+
+
+def co_trained(name: str, s: Setting, quick: bool, samplers, largest: int,
+               progress: bool) -> dict:
+    """A LearnedSHAP ViT explaining itself, against its own game's reference and the samplers."""
+    spec = zoo.resolve(name, quick)
+    trained = zoo.load(name, quick=quick, progress=progress)
+    plain = zoo.load(spec.plain, quick=quick, progress=progress)
+    model = trained.model.eval()
+    n = model.n_players
+    ex = load_examples(spec, model, s.per_class)
+    refs = references_for(model, ex, s.reference_budget, progress)
+    agreement = compare(model, ex, refs, REMAINDER_COALITIONS)
+    rows = agreement.pop("examples")
+    head = spec.head
+    entry = {"name": name, "method": "learned_shap", "kind": "co_trained", "n_players": n,
+             "setting": f"consistency {head['consistency']:g}, {head['sampler']}",
+             "reference": refs[0].describe(), "n_examples": len(ex), "per_class": s.per_class,
+             "accuracy": trained.meta["accuracy"], "plain": spec.plain,
+             "plain_accuracy": plain.meta["accuracy"], "goal": s.goal_co_trained,
+             "rel_l2": agreement["rel_l2"], "pearson": agreement["pearson"],
+             "reference_noise": agreement["reference_noise"],
+             "resolved": agreement["resolved"], "remainder": agreement["remainder"],
+             "pair_pearson_faith": agreement["pair_pearson_faith"],
+             "pair_rel_l2_faith": agreement["pair_rel_l2_faith"],
+             "evals_per_explanation": 1,
+             "seconds_per_explanation": explanation_seconds(model, ex.x[0]),
+             "training_evals": training_evals(spec),
+             "train_seconds": trained.meta["train_seconds"], "examples": rows}
+    targets = [r["target"] for r in rows]
+    curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress)
+    entry["break_even"] = versus_samplers(entry, curves, n)
+    accuracy_ok = entry["accuracy"] >= entry["plain_accuracy"] - (0.01 if n > 64 else 0.005)
+    entry["goal_met"] = entry["rel_l2"]["mean"] <= s.goal_co_trained and accuracy_ok
+    return {"kind": "co_trained", "model": name, "n_players": n, "explainers": [entry], **curves}
+
+
+def frozen(s: Setting, quick: bool, samplers, largest: int, progress: bool) -> dict:
+    """The plain ViT explained by the post-hoc explainers, against the samplers on its game."""
+    plain = zoo.load(s.frozen, quick=quick, progress=progress)
+    model = plain.model.eval()
+    n = model.n_players
+    entries = []
+    for name in s.explainers:
+        r = measure(name, quick, progress, per_class=s.per_class, budget=s.reference_budget,
+                    remainder_coalitions=REMAINDER_COALITIONS if "unary" not in name else 0)
+        r.update(kind="frozen", goal=s.goal_frozen, accuracy=plain.meta["accuracy"],
+                 training_evals=r["frozen_evals"],
+                 goal_met=r["rel_l2"]["mean"] <= s.goal_frozen)
+        entries.append(r)
+    spec = zoo.resolve(s.frozen, quick)
+    ex = load_examples(spec, model, s.per_class)
+    refs = references_for(model, ex, s.reference_budget, progress)
+    targets = [r["target"] for r in entries[0]["examples"]]
+    curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress)
+    for entry in entries:
+        entry["break_even"] = versus_samplers(entry, curves, n)
+    return {"kind": "frozen", "model": s.frozen, "n_players": n, "explainers": entries, **curves}
+
+
+def run(players: list[int], quick: bool, progress: bool = True) -> dict:
+    samplers = QUICK["samplers"] if quick else tuple(be.ALL_SAMPLERS)
+    largest = QUICK["largest"] if quick else LARGEST
+    games = []
+    for n in players:
+        s = setting_for(n, quick)
+        for name in s.co_trained:
+            games.append(co_trained(name, s, quick, samplers, largest, progress))
+        games.append(frozen(s, quick, samplers, largest, progress))
+    return {"players": players, "quick": quick, "samplers": list(samplers), "largest": largest,
+            "games": games}
+
+
+# --- tables and the figure ------------------------------------------------------------------------
+def _err(e: dict) -> str:
+    bound = "" if e["resolved"] else "≤ "
+    return f"{bound}{e['rel_l2']['mean']:.3g} ({e['rel_l2']['max']:.3g})"
+
+
+def _stat(s: dict | None, digits: str = ".3f") -> str:
+    return "n/a" if not s else format(s["mean"], digits)
+
+
+def _ref(e: dict) -> str:
+    noise = e["reference_noise"]["max"]
+    return e["reference"] + (f" ({noise:.3f})" if noise else "")
+
+
+def _be(e: dict) -> str:
+    b = e["break_even"]
+    verdict = "met" if b["goal_met"] else "not met"
+    return f"{b['text']} ({b['best']}; goal > {b['one_pair']:,}: {verdict})"
+
+
+def co_trained_table(results: dict) -> str:
+    lines = ["| players | model | setting | accuracy (plain) | phi rel. L2 mean (max) | goal | "
+             "reference (max noise) | pairs vs Faith-Shap: Pearson, rel. L2 | remainder 1 - R² | "
+             "break-even of the best sampler | s / explanation (best sampler there) | "
+             "training: model evals, s |", "|---:|---|---|---|---|---|---|---|---:|---|---|---|"]
+    for g in results["games"]:
+        if g["kind"] != "co_trained":
+            continue
+        e = g["explainers"][0]
+        acc_rule = "≥ plain - 1 pt" if e["n_players"] > 64 else "≥ plain - 0.5 pt"
+        lines.append(
+            f"| {e['n_players']} | `{e['name']}` | {e['setting']} | {100 * e['accuracy']:.1f}% "
+            f"({100 * e['plain_accuracy']:.1f}%) | {_err(e)} | ≤ {e['goal']}, {acc_rule} "
+            f"({'met' if e['goal_met'] else 'not met'}) | {_ref(e)} | "
+            f"{_stat(e['pair_pearson_faith'])}, {_stat(e['pair_rel_l2_faith'])} | "
+            f"{_stat(e['remainder'], '.2g')} | {_be(e)} | {e['seconds_per_explanation']:.2g} "
+            f"({e['break_even']['best_seconds']:.2g}) | {e['training_evals']:,}, "
+            f"{e['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def frozen_table(results: dict) -> str:
+    lines = ["| players | explainer | head | explains (accuracy) | phi rel. L2 mean (max) | goal | "
+             "reference (max noise) | pairs vs Faith-Shap (Pearson) | remainder of its fit | "
+             "break-even of the best sampler | s / explanation (best sampler there) | "
+             "training: frozen evals, s |", "|---:|---|---|---|---|---|---|---|---:|---|---|---|"]
+    for g in results["games"]:
+        if g["kind"] != "frozen":
+            continue
+        for e in g["explainers"]:
+            lines.append(
+                f"| {e['n_players']} | `{e['name']}` | {e['head']} | `{e['explains']}` "
+                f"({100 * e['accuracy']:.1f}%) | {_err(e)} | ≤ {e['goal']} "
+                f"({'met' if e['goal_met'] else 'not met'}) | {_ref(e)} | "
+                f"{_stat(e['pair_pearson_faith'])} | {_stat(e.get('remainder'), '.2g')} | "
+                f"{_be(e)} | {e['seconds_per_explanation']:.2g} "
+                f"({e['break_even']['best_seconds']:.2g}) | {e['frozen_evals']:,}, "
+                f"{e['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def sampler_table(results: dict) -> str:
+    """Every sampler's mean error at every budget, one block of rows per game."""
+    largest = results["largest"]
+    head = " | ".join(f"{m}n" for m in [2 ** i for i in range(1, 20) if 2 ** i <= largest])
+    lines = [f"| game | players | sampler | {head} |",
+             "|---|---:|---|" + "---:|" * len(head.split(" | "))]
+    for g in results["games"]:
+        label = f"{g['kind'].replace('_', '-')} `{g['model']}`"
+        for name in results["samplers"]:
+            if name in g["skipped"]:
+                cells = [g["skipped"][name]] + [""] * (len(g["grid"]) - 1)
+            else:
+                by_budget = {p["budget"]: p for p in g["curves"].get(name, [])}
+                cells = [("failed" if "failed" in by_budget[b] else
+                          f"{by_budget[b]['rel_l2']:.3g}") if b in by_budget else "–"
+                         for b in g["grid"]]
+            lines.append(f"| {label} | {g['n_players']} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    return ("**Co-trained: LearnedSHAP explains its own model**\n\n" + co_trained_table(results)
+            + "\n\n**Frozen: the plain ViT explained after training**\n\n"
+            + frozen_table(results) + "\n\n**Every sampler's mean rel. L2 error by budget (model "
+            "evaluations, in units of n players)**\n\n" + sampler_table(results))
+
+
+def figure(results: dict):
+    """Error against model evaluations: a curve per sampler, the one-pass explainers as points;
+    one panel per player count, co-trained above, frozen below."""
+    from matplotlib.figure import Figure
+
+    players = results["players"]
+    fig = Figure(figsize=(4.2 * len(players), 7.4), layout="constrained")
+    axes = fig.subplots(2, len(players), squeeze=False)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(results["samplers"])}
+    styles = {name: "-" if i < 10 else "--" for i, name in enumerate(results["samplers"])}
+    markers = "o^sDvP*X"
+    for row, kind in enumerate(("co_trained", "frozen")):
+        for col, n in enumerate(players):
+            ax = axes[row, col]
+            games = [g for g in results["games"] if g["kind"] == kind and g["n_players"] == n]
+            for g in games[:1]:
+                for name, curve in g["curves"].items():
+                    curve = be.completed(curve)
+                    ax.plot([p["evals"] for p in curve], [p["rel_l2"] for p in curve],
+                            styles[name], color=colours[name], marker=".", lw=1, label=name)
+            k = 0
+            for g in games:
+                for e in g["explainers"]:
+                    ax.plot([e["evals_per_explanation"]], [e["rel_l2"]["mean"]],
+                            markers[k % len(markers)], color="black", ms=8, mfc="none", mew=1.5,
+                            label=f"{e['name']} (one pass)")
+                    k += 1
+                noise = max(e["reference_noise"]["max"] for e in g["explainers"])
+                if noise:
+                    ax.axhline(noise, color="grey", ls=":", lw=1)
+            ax.axvline(2 * n, color="#d62728", ls="--", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("model evaluations per explanation")
+            ax.set_ylabel("rel. L2 error of phi (predicted class)")
+            ax.set_title(f"{kind.replace('_', '-')}, {n} players\n(red: 2n, one antithetic pair; "
+                         "dotted: reference noise)", fontsize=9)
+            ax.legend(fontsize=6, loc="lower left")
+    fig.suptitle("Scale study: error against model evaluations, samplers (curves) and one-pass "
+                 "explainers (points)")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = experiment_parser(__doc__.splitlines()[0], "folder for scale.json / .md / .png "
+                               "(default shap_overlays/; in quick mode <cache>/scale-quick/)")
+    parser.add_argument("--players", nargs="*", type=int, default=list(SETTINGS),
+                        choices=list(SETTINGS))
+    args = parser.parse_args(argv)
+    quick, out = setup(args, OUT, "scale-quick")
+    start = time.perf_counter()
+    results = run(args.players, quick, not args.no_progress)
+    results["seconds"] = time.perf_counter() - start
+    results = write_json(out / "scale.json", results)
+    table = markdown(results)
+    write_text(out / "scale.md", table + "\n")
+    save_figure(figure(results), out / "scale_error_vs_evals.png", dpi=80)
+    if not quick and out.resolve() == OUT.resolve():
+        replace_block("scale", table)
+    for g in results["games"]:
+        for e in g["explainers"]:
+            print(f"{g['kind']} {e['name']} ({g['n_players']} players): rel L2 "
+                  f"{e['rel_l2']['mean']:.3g}; best sampler {e['break_even']['best']} breaks "
+                  f"even at {e['break_even']['text']}")
+    print(f"scale study: {results['seconds']:.0f} s")
+    return results
+
+
+if __name__ == "__main__":
+    main()

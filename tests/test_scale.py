@@ -1,0 +1,122 @@
+"""The scale study: its samplers, its break-even, its costs, and a quick end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from evaluation import break_even as be
+from evaluation import scale
+from models import zoo
+from shapley.exact import exact_shapley
+from shapley.leverage import _all_subsets, leverage_shap
+
+
+def additive_game(weights: torch.Tensor):
+    """v(S) = sum of the weights in S, two classes (the second the negative): Shapley = weights."""
+    def game(z: torch.Tensor) -> torch.Tensor:              # (C, n) bool -> (C, 2)
+        v = z.double() @ weights
+        return torch.stack([v, -v], 1)
+    return game
+
+
+def test_all_subsets_enumerates_one_size_without_the_power_set():
+    z = _all_subsets(196, 2)
+    assert z.shape == (196 * 195 // 2, 196)
+    assert bool((z.sum(1) == 2).all()) and len({row.numpy().tobytes() for row in z}) == len(z)
+
+
+def test_leverage_shap_enumerates_small_sizes_of_many_players():
+    # 40 players and 4,000 evaluations: the size pair (1, 39) has 80 coalitions, fewer than its
+    # share of the budget, so it is enumerated (that used to build all 2^40 coalitions)
+    w = torch.linspace(-1, 1, 40, dtype=torch.float64)
+    res = leverage_shap(additive_game(w), 40, budget=4000, seed=0)
+    torch.testing.assert_close(res.values[:, 0], w, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("name", be.ALL_SAMPLERS)
+def test_every_sampler_estimates_one_class_of_a_small_game(name):
+    torch.manual_seed(0)
+    n = 6
+    game = pairwise_game(n)
+    exact = exact_shapley(game, n).values
+    values, n_evals = be.estimate(name, game, n, budget=64, seed=0, target=1)
+    assert values.shape == (n,) and 0 < n_evals <= 64 + 2
+    rel = float((values - exact[:, 1]).norm() / exact[:, 1].norm())
+    assert rel < 0.5, f"{name}: rel L2 {rel:.3f} on a 6-player game with 64 evaluations"
+
+
+def pairwise_game(n: int):
+    """A game with unary and pair terms and two classes."""
+    g = torch.Generator().manual_seed(3)
+    unary = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    pair = torch.randn(n, n, 2, generator=g, dtype=torch.float64).triu(1)
+
+    def game(z: torch.Tensor) -> torch.Tensor:
+        k = z.double()
+        return k @ unary + torch.einsum("ci,ijk,cj->ck", k, pair, k)
+    return game
+
+
+def test_quadratic_samplers_are_skipped_beyond_64_players_with_a_reason():
+    assert be.skip_reason("shapiq_kadd", 64) is None
+    reason = be.skip_reason("shapiq_kadd", 196)
+    assert reason and "19,110 pairs" in reason
+    assert be.skip_reason("leverage", 196) is None
+    with pytest.raises(ValueError, match="unknown sampler"):
+        be.skip_reason("nope", 16)
+
+
+def test_training_evals_count_every_row_the_model_sees():
+    spec = zoo.SCALE_SPECS["learned_vit_patches196"]
+    assert spec.head["sampler"] == "kernel_paired"
+    # 28 epochs of 5,000 images: the full input and a coalition with its complement
+    assert scale.training_evals(spec) == 28 * 5000 * 3
+
+
+def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():
+    curves = {"grid": [32, 64, 128], "skipped": {}, "curves": {
+        "slow": [{"budget": b, "evals": b, "rel_l2": e, "seconds": 0.1}
+                 for b, e in [(32, 0.5), (64, 0.3), (128, 0.05)]],
+        "fast": [{"budget": b, "evals": b, "rel_l2": e, "seconds": 0.2}
+                 for b, e in [(32, 0.4), (64, 0.08), (128, 0.01)]]}}
+    entry = {"rel_l2": {"mean": 0.1}, "reference_noise": {"max": 0.0}}
+    out = scale.versus_samplers(entry, curves, n=16)
+    assert out["best"] == "fast" and out["evals"] == 64 and out["text"] == "64"
+    assert out["goal_met"] and out["best_seconds"] == 0.2
+    assert out["per_sampler"] == {"slow": "128", "fast": "64"}
+    # an explainer worse than every sampler's first budget: the best sampler needs <= 2n
+    worse = scale.versus_samplers({**entry, "rel_l2": {"mean": 0.45}}, curves, n=16)
+    assert worse["best"] == "fast" and worse["text"] == "≤ 32" and not worse["goal_met"]
+
+
+def test_scale_quick_run_writes_consistent_tables(tmp_path):
+    results = scale.main(["--quick", "--players", "16", "196", "--out", str(tmp_path),
+                          "--no-progress", "--threads", "1"])
+    saved = json.loads((tmp_path / "scale.json").read_text())
+    assert saved["players"] == [16, 196]
+    assert (tmp_path / "scale_error_vs_evals.png").stat().st_size > 10_000
+    kinds = [(g["kind"], g["n_players"]) for g in results["games"]]
+    assert kinds == [("co_trained", 16), ("frozen", 16), ("co_trained", 196),
+                     ("co_trained", 196), ("frozen", 196)]
+    for g in results["games"]:
+        n = g["n_players"]
+        assert g["grid"] == [2 * n, 4 * n]
+        # the quadratic regression is skipped at 196 players, with the reason in the table
+        assert ("shapiq_kadd" in g["skipped"]) == (n == 196)
+        for e in g["explainers"]:
+            b = e["break_even"]
+            best = g["curves"][b["best"]]
+            target = e["rel_l2"]["mean"]
+            if b["relation"] == "≤":
+                assert best[0]["rel_l2"] <= target
+            elif b["relation"] == ">":    # no sampler reached it: none of them did anywhere
+                assert all(p["rel_l2"] > target for c in g["curves"].values() for p in c)
+            assert b["goal_met"] == (b["relation"] != "≤")
+            assert e["goal_met"] == (target <= e["goal"] and (e["kind"] == "frozen" or (
+                e["accuracy"] >= e["plain_accuracy"] - (0.01 if n > 64 else 0.005))))
+    md = (tmp_path / "scale.md").read_text()
+    assert "`learned_vit_patches196_w100`" in md and "`vit_shapley_vit_patches196`" in md
+    assert "skipped at 196 players" in md
