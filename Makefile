@@ -37,7 +37,7 @@ sweep: build                     ## the accuracy-faithfulness trade-off (about 8
 posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*
 	$(PY) -m evaluation.posthoc --threads 2
 
-scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (about 100 min)
+scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 2 h of models)
 	$(PY) -m evaluation.scale --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
