@@ -155,9 +155,9 @@ POSTHOC_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 # patch-game images cut into 8-px patches (14 x 14 players), the 64-patch ViT's narrow shape with
 # a longer sequence. Its plain model, co-trained LearnedSHAP ViTs (the sweep's rule setting at 64
 # patches, and the strong setting that was exact there at seed 0), and the two post-hoc
-# explainers of the plain model at equal cost. Minutes each on 2 cores, so `make build` leaves
+# explainers of the plain model at equal cost. 10 to 33 minutes each on 2 cores, so `make build` leaves
 # them out. The post-hoc pair trains 8 epochs, not 30: at 196 tokens an epoch of 5,000 images
-# with 32 coalitions each costs about 3.5 times the 64-patch one.
+# with 32 coalitions each cost 78 to 98 s here, 3.9 to 5.4 times the 64-patch one (15 to 20 s).
 VIT196 = {**VIT64, "image_size": 112}
 PATCH196 = {"image_size": 112}
 QUICK196 = {"epochs": 1, "data_options": {"n_train": 64, "n_test": 32}}
