@@ -71,7 +71,7 @@ SETTINGS = {
     64: Setting(("learned_vit_patches64",), "vit_patches64",
                 ("posthoc_vit_patches64", "posthoc_vit_patches64_unary",
                  "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64, (0, 1), 0.01, 0.10, 0.005),
-    196: Setting(("learned_vit_patches196", "learned_vit_patches196_w100"), "vit_patches196",
+    196: Setting(("learned_vit_patches196", "learned_vit_patches196_w0"), "vit_patches196",
                  ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
                  2, REFERENCE_BUDGET196, (0,), 0.02, 0.15, 0.01),
 }

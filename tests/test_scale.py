@@ -120,5 +120,5 @@ def test_scale_quick_run_writes_consistent_tables(tmp_path):
             if e["kind"] == "co_trained":     # the goals' accuracy rule: 1 point at 196 players
                 assert e["accuracy_tolerance"] == (0.01 if n == 196 else 0.005)
     md = (tmp_path / "scale.md").read_text()
-    assert "`learned_vit_patches196_w100`" in md and "`vit_shapley_vit_patches196`" in md
+    assert "`learned_vit_patches196_w0`" in md and "`vit_shapley_vit_patches196`" in md
     assert "skipped at 196 players" in md
