@@ -24,6 +24,7 @@ own target: `make scale`.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,11 +67,11 @@ class Setting:
 
 SETTINGS = {
     16: Setting(("learned_vit_patches",), "vit_patches",
-                ("posthoc_vit_patches", "posthoc_vit_patches_unary", "vit_shapley_vit_patches"),
+                ("posthoc_vit_patches", "vit_shapley_vit_patches"),
                 4, None, (0, 1), 0.01, 0.05, 0.005),
     64: Setting(("learned_vit_patches64",), "vit_patches64",
-                ("posthoc_vit_patches64", "posthoc_vit_patches64_unary",
-                 "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64, (0, 1), 0.01, 0.10, 0.005),
+                ("posthoc_vit_patches64", "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64,
+                (0, 1), 0.01, 0.10, 0.005),
     196: Setting(("learned_vit_patches196", "learned_vit_patches196_w0"), "vit_patches196",
                  ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
                  2, REFERENCE_BUDGET196, (0,), 0.02, 0.15, 0.01),
@@ -186,14 +187,16 @@ def frozen(s: Setting, quick: bool, samplers, largest: int, progress: bool) -> d
 def run(players: list[int], quick: bool, progress: bool = True) -> dict:
     samplers = QUICK["samplers"] if quick else tuple(be.ALL_SAMPLERS)
     largest = QUICK["largest"] if quick else LARGEST
-    games = []
+    games, seconds = [], {}
     for n in players:
+        start = time.perf_counter()
         s = setting_for(n, quick)
         for name in s.co_trained:
             games.append(co_trained(name, s, quick, samplers, largest, progress))
         games.append(frozen(s, quick, samplers, largest, progress))
+        seconds[str(n)] = time.perf_counter() - start
     return {"players": players, "quick": quick, "samplers": list(samplers), "largest": largest,
-            "games": games}
+            "games": games, "seconds": seconds}
 
 
 # --- tables and the figure ------------------------------------------------------------------------
@@ -327,6 +330,20 @@ def figure(results: dict):
     return fig
 
 
+def merged(results: dict, path: Path) -> dict:
+    """These player counts' results over an earlier file's others (`--players` runs one part)."""
+    if not path.exists():
+        return results
+    old = json.loads(path.read_text())
+    if old.get("quick") != results["quick"] or old.get("samplers") != results["samplers"]:
+        return results                     # another configuration: start afresh
+    kept = [g for g in old["games"] if g["n_players"] not in results["players"]]
+    players = sorted(set(results["players"]) | {g["n_players"] for g in kept})
+    games = sorted(kept + results["games"], key=lambda g: (g["n_players"], g["kind"] != "co_trained"))
+    seconds = {**old.get("seconds", {}), **results["seconds"]}
+    return {**results, "players": players, "games": games, "seconds": seconds}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = experiment_parser(__doc__.splitlines()[0], "folder for scale.json / .md / .png "
                                "(default shap_overlays/; in quick mode <cache>/scale-quick/)")
@@ -334,9 +351,8 @@ def main(argv: list[str] | None = None) -> dict:
                         choices=list(SETTINGS))
     args = parser.parse_args(argv)
     quick, out = setup(args, OUT, "scale-quick")
-    start = time.perf_counter()
     results = run(args.players, quick, not args.no_progress)
-    results["seconds"] = time.perf_counter() - start
+    results = merged(results, out / "scale.json")
     results = write_json(out / "scale.json", results)
     table = markdown(results)
     write_text(out / "scale.md", table + "\n")
@@ -348,7 +364,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{g['kind']} {e['name']} ({g['n_players']} players): rel L2 "
                   f"{e['rel_l2']['mean']:.3g}; best sampler {e['break_even']['best']} breaks "
                   f"even at {e['break_even']['text']}")
-    print(f"scale study: {results['seconds']:.0f} s")
+    print("scale study: " + ", ".join(f"{n} players {t:.0f} s"
+                                      for n, t in results["seconds"].items()))
     return results
 
 

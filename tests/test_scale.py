@@ -122,3 +122,18 @@ def test_scale_quick_run_writes_consistent_tables(tmp_path):
     md = (tmp_path / "scale.md").read_text()
     assert "`learned_vit_patches196_w0`" in md and "`vit_shapley_vit_patches196`" in md
     assert "skipped at 196 players" in md
+
+
+def test_a_run_of_some_player_counts_keeps_the_others(tmp_path):
+    path = tmp_path / "scale.json"
+    game = lambda n, kind: {"n_players": n, "kind": kind}      # noqa: E731
+    path.write_text(json.dumps({"quick": False, "samplers": ["a"], "players": [16, 64],
+                                "seconds": {"16": 1, "64": 2},
+                                "games": [game(16, "co_trained"), game(64, "frozen")]}))
+    new = {"quick": False, "samplers": ["a"], "players": [64, 196], "seconds": {"64": 5, "196": 9},
+           "games": [game(64, "frozen"), game(196, "frozen"), game(64, "co_trained")]}
+    out = scale.merged(new, path)
+    assert out["players"] == [16, 64, 196] and out["seconds"] == {"16": 1, "64": 5, "196": 9}
+    assert [(g["n_players"], g["kind"]) for g in out["games"]] == [
+        (16, "co_trained"), (64, "co_trained"), (64, "frozen"), (196, "frozen")]
+    assert scale.merged({**new, "quick": True}, path) == {**new, "quick": True}   # other setup
