@@ -8,7 +8,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test bench sweep posthoc scale lint clean
+.PHONY: build run results test bench sweep posthoc scale video lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -39,6 +39,9 @@ posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViT
 
 scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 2 h of models)
 	$(PY) -m evaluation.scale --threads 2
+
+video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets, every sampler (about 15 min): shap_overlays/video*
+	$(PY) -m evaluation.video --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

@@ -97,6 +97,8 @@ def training_evals(spec: zoo.ModelSpec) -> int:
     """Model rows a co-trained LearnedSHAP ViT evaluates in training: per image and epoch, the
     full input and one coalition for the consistency term (two with the paired sampler)."""
     n_train = {**data.dataset_options(spec.dataset), **spec.data_options}["n_train"]
+    if not spec.head.get("consistency"):
+        return spec.epochs * n_train               # no consistency term: the full input only
     rows = 1 + (2 if spec.head.get("sampler") == "kernel_paired" else 1)
     return spec.epochs * n_train * rows
 
@@ -138,7 +140,8 @@ def co_trained(name: str, s: Setting, quick: bool, samplers, largest: int,
     rows = agreement.pop("examples")
     head = spec.head
     entry = {"name": name, "method": "learned_shap", "kind": "co_trained", "n_players": n,
-             "setting": f"consistency {head['consistency']:g}, {head['sampler']}",
+             "setting": (f"consistency {head['consistency']:g}, {head.get('sampler', 'uniform')}"
+                         if head.get("consistency") else "no consistency loss"),
              "reference": refs[0].describe(), "n_examples": len(ex), "per_class": s.per_class,
              "accuracy": trained.meta["accuracy"], "plain": spec.plain,
              "plain_accuracy": plain.meta["accuracy"], "goal": s.goal_co_trained,

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from explainers.core import Players, Result, register
 from models.harsanyi import LearnedShapR3D, LearnedShapViT
+from models.tubelet_r3d import LearnedShapTubeletR3D
 
 
 @register("learned_shap", gradients=False, randomness=False)
@@ -14,17 +15,18 @@ def learned_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players, 
     """phi_i = c_i + 1/2 sum_j c_ij of the model's LearnedSHAP head, and its pair terms.
 
     The values are efficient for the model's own game (`shapley_values`): one forward pass for
-    a ViT, whose empty coalition is the head's bias; two forward rows per clip for the
-    3D-ResNet, whose empty clip (the blur) has an output of its own.
+    a ViT or the tubelet-local 3D-ResNet, whose empty coalition is the head's bias; two forward
+    rows per clip for the whole-clip 3D-ResNet, whose empty clip (the blur) has an output of its
+    own.
     extras "pairs" (B, N, N) holds the learned pair contributions c_ij of the target class.
     The players are the model's own (ViT patches, or the tubelets its head was built on).
     Deterministic: `seed` is unused.
     """
-    if not isinstance(model, LearnedShapViT | LearnedShapR3D):
+    if not isinstance(model, LearnedShapViT | LearnedShapR3D | LearnedShapTubeletR3D):
         raise ValueError(f"learned_shap explains models with a LearnedSHAP head, not "
                          f"{type(model).__name__}; train one, e.g. "
                          "models.zoo.load('learned_vit_patches').model")
-    own = model.tubelets if isinstance(model, LearnedShapR3D) else model.grid
+    own = model.grid if isinstance(model, LearnedShapViT) else model.tubelets
     if players.grid is None or tuple(players.grid) != tuple(own):
         raise ValueError(f"learned_shap values belong to the head's own players (grid {own}); "
                          f"got players {players.kind} with grid {players.grid}: drop "

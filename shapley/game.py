@@ -11,7 +11,8 @@ softmax probability) when only the players in coalition `S` are present. Players
 Removal is either
 
 - `"drop"`: the missing patches' tokens are left out of the ViT's sequence (ViT-Shapley's choice;
-  they cannot influence anything), or
+  they cannot influence anything), or, for a video model built on tubelet tokens (any model with
+  `embed`, `encode` and `n_players`), the missing tubelets' tokens, or
 - `"baseline"`: missing pixels are replaced by a baseline, `"zeros"`, `"mean"` (the per-channel
   mean: the input's own unless a dataset mean tensor is given), `"blur"` (a Gaussian-blurred copy of
   the input, as shap's image masker does), or any tensor broadcastable to the input.
@@ -135,7 +136,10 @@ class MaskingGame:
                 raise ValueError("token dropping removes the ViT's own patches; a feature_mask "
                                  "only applies with removal='baseline'")
             self.n_players = model.n_players
-            self.feature_mask = patch_feature_mask(*x.shape[-2:], model.patch_size)
+            # a clip's players are the model's tubelets, an image's its patches
+            self.feature_mask = (tubelet_feature_mask(*x.shape[-3:], grid=model.tubelets)
+                                 if x.ndim == 4 else
+                                 patch_feature_mask(*x.shape[-2:], model.patch_size))
             return
         if feature_mask is None:
             if x.ndim == 4:

@@ -53,10 +53,14 @@ def games(model: nn.Module, x: Tensor, players: Players, *, removal: str, baseli
     """One masking game per input of the batch (B, C, *S), over `players`."""
     from shapley.game import MaskingGame
 
-    own_patches = players.kind == "patches"
+    # the model's own players: a ViT's patches, or the tubelets a video model drops as tokens
+    own_patches = players.kind == "patches" or (
+        players.kind == "tubelets" and getattr(model, "removal", None) == "drop"
+        and tuple(players.grid) == tuple(model.tubelets))
     if removal == "drop" and not own_patches:
-        raise ValueError("removal='drop' removes the ViT's own patches: it works with neither a "
-                         "feature_mask nor a video model; use removal='baseline'")
+        raise ValueError("removal='drop' removes the model's own patches or tubelet tokens: it "
+                         "works with neither a feature_mask nor another tubelet grid; use "
+                         "removal='baseline'")
     for xi in x:
         yield MaskingGame(model, xi, removal=removal, baseline=baseline,
                           feature_mask=None if own_patches else players.mask,

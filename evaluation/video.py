@@ -1,0 +1,193 @@
+"""The video study: is a LearnedSHAP 3D-ResNet the Shapley value of its own game, and why not?
+
+LearnedSHAP 3D-ResNets on the motion clips, each scored like the scale study's co-trained rows
+(`evaluation.scale.co_trained`: the same stratified test clips, references of the model's own game,
+every sampler on a doubling grid from 2n to 32n evaluations, break-even, remainder, seconds):
+
+- `learned_r3d_video`, the whole-clip 3D-ResNet with a Harsanyi head on its feature grid pooled to
+  8 tubelets; its game removes a tubelet by blurring its pixels; and three ablations of it, one
+  cause at a time: tubelets removed to zeros (an empty clip that does not depend on the input),
+  paired Shapley-kernel coalitions in the consistency loss, and consistency weight 100;
+- `learned_r3d_tubelets` and `learned_r3d_tubelets32`, the tubelet-local 3D-ResNet
+  (`models.tubelet_r3d`) at 8 (2 x 2 x 2) and 32 (2 x 4 x 4) tubelets, whose game drops tubelet
+  tokens and is pairwise by construction.
+
+References: exact at 8 tubelets, antithetic permutation in two halves at 32 (own noise given).
+And the causes, measured on every model: **leakage** (removing one tubelet changes the other
+tubelets' tokens: mean relative change over the other tubelets) and the **empty clip** (v(empty)
+of the model's game against the head's bias: the mean absolute gap in the predicted class's logit,
+and how much it varies between clips). Writes `video.json`, `video.md`, the figure
+`video_error_vs_evals.png` and the README block `video`.
+
+    python -m evaluation.video [--quick]
+
+About 20 minutes on 2 cores the first time, half of it training (`make video`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from evaluation import break_even as be
+from evaluation import scale
+from evaluation.cli import experiment_parser, setup
+from evaluation.examples import load_examples
+from evaluation.learned_report import f
+from evaluation.records import write_json, write_text
+from evaluation.references import game_for
+from explainers.core import model_device
+from models import zoo
+from shapley.game import make_baseline, tubelet_feature_mask
+from tools.readme import replace_block
+from viz.overlay import save_figure
+
+MODELS = ("learned_r3d_video", "learned_r3d_video_zeros", "learned_r3d_video_kernel",
+          "learned_r3d_video_w100", "learned_r3d_tubelets", "learned_r3d_tubelets32")
+REFERENCE_BUDGET32 = 8320       # 2 x 4,160 evaluations: 65 antithetic pairs of permutations a half
+GOAL = 0.02                     # rel. L2 against the reference
+ACCURACY_TOLERANCE = 0.01       # within one point of the plain 3D-ResNet
+
+
+def setting(model: nn.Module, quick: bool) -> scale.Setting:
+    """Exact references up to 16 players, else a sampled one (smaller in quick mode)."""
+    budget = None if model.n_players <= 16 else (1024 if quick else REFERENCE_BUDGET32)
+    return scale.Setting((), "", (), 1 if quick else 4, budget, (0,) if quick else (0, 1),
+                         GOAL, GOAL, ACCURACY_TOLERANCE)
+
+
+@torch.no_grad()
+def causes(model: nn.Module, x: Tensor) -> dict:
+    """Leakage of one tubelet's pixels into the other tubelets' tokens, and the empty clip.
+
+    x: clips (B, C, T, H, W). Leakage: for each clip and each tubelet i, the tokens the head reads
+    when i's pixels are replaced by the blurred clip's (the whole-clip model's removal; for the
+    tubelet-local model a check that its tokens are local), against the full clip's:
+    ||t_j' - t_j|| / ||t_j||, averaged over the other tubelets j. Empty clip: v(empty) of each
+    clip's own game against the head's bias, in the predicted class.
+    """
+    model.eval()
+    x = x.to(model_device(model))
+    n, leak, gaps = model.n_players, [], []
+    cells = tubelet_feature_mask(*x.shape[-3:], grid=tuple(model.tubelets)).to(x.device)
+    others = ~torch.eye(n, dtype=torch.bool, device=x.device)                      # (N, N)
+    for clip in x:
+        blurred = make_baseline(clip, "blur")
+        present = others[:, cells][:, None]                                  # (N, 1, T, H, W)
+        full = pixel_tokens(model, clip[None])                               # (1, N, D)
+        some = pixel_tokens(model, torch.where(present, clip, blurred))      # (N, N, D)
+        change = (some - full).norm(dim=-1) / full.norm(dim=-1).clamp_min(1e-12)   # (N, N)
+        leak.append(float(change[others].mean()))
+        game = game_for(model, clip)
+        target = int(game(torch.ones(1, n, dtype=torch.bool))[0].argmax())
+        empty = game(torch.zeros(1, n, dtype=torch.bool))[0, target]
+        gaps.append(float(empty - model.head.bias[target]))
+    g = torch.tensor(gaps)
+    return {"leakage": scale_stats(leak), "empty_minus_bias": scale_stats(g.abs().tolist()),
+            "empty_spread": float(g.std()) if len(g) > 1 else 0.0}
+
+
+def pixel_tokens(model: nn.Module, clips: Tensor) -> Tensor:
+    """The tokens (B, N, D) the model's head reads for clips (B, C, T, H, W)."""
+    if hasattr(model, "embed"):                 # tubelet-local: one token per tubelet
+        return model.encode(model.embed(clips))
+    return model.tokens(clips)                  # whole clip: its feature grid pooled to tubelets
+
+
+def scale_stats(values: list[float]) -> dict:
+    t = torch.tensor(values, dtype=torch.float64)
+    return {"mean": float(t.mean()), "max": float(t.max())}
+
+
+def run(models: list[str], quick: bool, progress: bool = True) -> dict:
+    samplers = scale.QUICK["samplers"] if quick else tuple(be.ALL_SAMPLERS)
+    largest = scale.QUICK["largest"] if quick else scale.LARGEST
+    games = []
+    for name in models:
+        model = zoo.load(name, quick=quick, progress=progress).model.eval()
+        s = setting(model, quick)
+        game = scale.co_trained(name, s, quick, samplers, largest, progress)
+        ex = load_examples(zoo.resolve(name, quick), model, s.per_class)
+        entry = game["explainers"][0]
+        entry["causes"] = causes(model, ex.x)
+        entry["game"] = ("tubelet tokens dropped" if model.removal == "drop" else
+                         f"{model.baseline} baseline on {tuple(model.tubelets)} tubelets")
+        games.append(game)
+    return {"models": models, "quick": quick, "samplers": list(samplers), "largest": largest,
+            "games": games}
+
+
+def causes_table(results: dict) -> str:
+    lines = ["| model | tubelets | game | leakage of one removal (mean, max) | "
+             "abs. v(empty) - bias (mean, max) | v(empty) - bias, spread over clips |",
+             "|---|---:|---|---|---|---:|"]
+    for g in results["games"]:
+        e = g["explainers"][0]
+        c = e["causes"]
+        lines.append(f"| `{e['name']}` | {e['n_players']} | {e['game']} | "
+                     f"{f(c['leakage'], 'mean', 3, 'g')}, {f(c['leakage'], 'max', 3, 'g')} | "
+                     f"{f(c['empty_minus_bias'], 'mean', 3, 'g')}, "
+                     f"{f(c['empty_minus_bias'], 'max', 3, 'g')} | {c['empty_spread']:.3g} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    return ("**Each LearnedSHAP 3D-ResNet against the references of its own game**\n\n"
+            + scale.co_trained_table(results)
+            + "\n\n**Why the whole-clip model is not exact: leakage and the empty clip**\n\n"
+            + causes_table(results) + "\n\n**Every sampler's mean rel. L2 error by budget (model "
+            "evaluations, in units of n players)**\n\n" + scale.sampler_table(results))
+
+
+def figure(results: dict):
+    """Error against model evaluations, one panel per model: samplers as curves, the head as a
+    point."""
+    from matplotlib.figure import Figure
+
+    games = results["games"]
+    fig = Figure(figsize=(4.4 * len(games), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(games), squeeze=False)[0]
+    for ax, g in zip(axes, games):
+        e = g["explainers"][0]
+        for i, (name, curve) in enumerate(g["curves"].items()):
+            curve = be.completed(curve)
+            ax.plot([p["evals"] for p in curve], [max(p["rel_l2"], 1e-9) for p in curve],
+                    "-" if i < 10 else "--", color=f"C{i % 10}", marker=".", lw=1, label=name)
+        ax.plot([1], [max(e["rel_l2"]["mean"], 1e-9)], "o", color="black", ms=8, mfc="none",
+                mew=1.5, label="LearnedSHAP (one pass)")
+        if e["reference_noise"]["max"]:
+            ax.axhline(e["reference_noise"]["max"], color="grey", ls=":", lw=1)
+        ax.axvline(2 * g["n_players"], color="#d62728", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("model evaluations per explanation")
+        ax.set_ylabel("rel. L2 error of phi (predicted class)")
+        ax.set_title(f"{e['name']}, {g['n_players']} tubelets\n{e['game']} (red: 2n; dotted: "
+                     "reference noise)", fontsize=8)
+        ax.legend(fontsize=6, loc="lower left")
+    fig.suptitle("Video: error against model evaluations (errors below 1e-9 drawn at 1e-9)")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = experiment_parser(__doc__.splitlines()[0], "folder for video.json / .md / .png "
+                               "(default shap_overlays/; in quick mode <cache>/video-quick/)")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args(argv)
+    quick, out = setup(args, scale.OUT, "video-quick")
+    results = write_json(out / "video.json", run(args.models, quick, not args.no_progress))
+    table = markdown(results)
+    write_text(out / "video.md", table + "\n")
+    save_figure(figure(results), out / "video_error_vs_evals.png", dpi=80)
+    if not quick and out.resolve() == scale.OUT.resolve():
+        replace_block("video", table)
+    for g in results["games"]:
+        e = g["explainers"][0]
+        print(f"{e['name']} ({g['n_players']} tubelets): accuracy {e['accuracy']:.3f} (plain "
+              f"{e['plain_accuracy']:.3f}), rel L2 {e['rel_l2']['mean']:.3g}; best sampler "
+              f"{e['break_even']['best']} breaks even at {e['break_even']['text']}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
