@@ -63,7 +63,7 @@ def load_r3d18(random_weights: bool) -> nn.Module:
                 f"r3d_18's Kinetics-400 weights are not at {path}; copy r3d_18-b3b3357e.pth "
                 "there (this project never downloads), or pass --random-weights to time the "
                 "pipeline with an untrained r3d_18")
-    return create_r3d("r3d_18", pretrained=not random_weights).eval()
+    return create_r3d("r3d_18", pretrained=not random_weights, n_classes=400).eval()
 
 
 def write_demo_folder(root: Path, frames: int = 16, size: int = 128, per_class: int = 3,
@@ -96,9 +96,15 @@ def run(root: Path, *, frames: int, size: int, tubelets: tuple[int, int, int],
     picks = [labels.index(c) for c in sorted(set(labels))]           # one clip of each class
     x = torch.stack([test[i]["x"] for i in picks])                    # (B, 3, T, H, W)
     rows = []
+    grid = (frames // 8, size // 16, size // 16)                     # r3d_18's feature grid
     for method in tqdm(methods, desc="real video", disable=not progress):
         explained = model
         if method == "learned_shap":    # its values need a head trained on the data: cost only
+            if any(g % t for g, t in zip(grid, tubelets)):
+                rows.append({"method": method, "skipped": f"r3d_18's feature grid {grid} cannot "
+                             f"be pooled to tubelets {tubelets}: use a size divisible by "
+                             f"{16 * tubelets[1]} px"})
+                continue
             explained = LearnedShapR3D(model, tubelets=tubelets).eval()
         start = time.perf_counter()
         a = explain(method, explained, x, tubelets=tubelets, **METHODS[method])
@@ -141,6 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"r3d_18 ({results['weights']} weights), {args.frames} frames of {args.size} px, "
           f"{results['threads']} threads; seconds per clip:")
     for r in results["rows"]:
+        if "skipped" in r:
+            print(f"  {r['method']:>22}: skipped: {r['skipped']}")
+            continue
         evals = f", {r['evals_per_clip']:.0f} evaluations" if r["evals_per_clip"] else ""
         print(f"  {r['method']:>22}: {r['seconds_per_clip']:.2f} s{evals}")
     return results

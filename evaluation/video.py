@@ -21,7 +21,7 @@ and how much it varies between clips). Writes `video.json`, `video.md`, the figu
 
     python -m evaluation.video [--quick]
 
-About 20 minutes on 2 cores the first time, half of it training (`make video`).
+About 15 minutes on 2 cores the first time, a third of it training (`make video`).
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ class LearnedShapTubeletR3D(nn.Module):
         if len(tubelets) != 3 or not all(isinstance(g, int) and g > 0 for g in tubelets):
             raise ValueError(f"tubelets must be three positive ints (t, h, w), got {tubelets!r}")
         self.tubelets = tuple(tubelets)
+        # In training mode BatchNorm pools its statistics over all B * N tubelets of a batch;
+        # in eval mode (every game and explanation) each token depends on its tubelet alone.
         self.trunk = ResNet3D(config)
         self.trunk.head = nn.Identity()            # the Harsanyi head replaces the linear head
         n = tubelets[0] * tubelets[1] * tubelets[2]

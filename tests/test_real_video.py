@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torchvision.models._api
 
 from evaluation import real_video
 
@@ -32,7 +33,7 @@ def test_missing_kinetics_weights_name_the_path_and_never_download(tmp_path, mon
     torch.hub.set_dir(str(tmp_path / "hub"))
     try:
         called = []
-        monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+        monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url",
                             lambda *a, **k: called.append(a))
         with pytest.raises(FileNotFoundError, match=str(tmp_path / "hub")) as err:
             real_video.load_r3d18(random_weights=False)

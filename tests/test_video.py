@@ -65,6 +65,12 @@ def test_explainers_play_the_models_own_tubelet_game():
     exact = explain("exact", model, x, target=1)            # token dropping, chosen by itself
     torch.testing.assert_close(learned.values, exact.values, atol=1e-5, rtol=1e-5)
     assert learned.values.shape == (2, 8) and learned.pixel_map.shape[-3:] == (8, 32, 32)
+    # costs counted where every evaluation ends, the head: one row per clip, 2^8 per game
+    assert learned.cost.forwards == 2 and exact.cost.forwards == 2 * 256
+    # the same model under pixel removal (blur) is another game, on the same 32-tubelet grid
+    blurred = explain("permutation", tubelet_model((2, 4, 4)), x, target=1, budget=64,
+                      removal="baseline")
+    assert blurred.values.shape == (2, 32)
     # one antithetic pair of permutations is exact on a pairwise game (each pair halves)
     perm = explain("permutation", model, x, target=1, budget=16)
     torch.testing.assert_close(perm.values, exact.values, atol=1e-5, rtol=1e-5)
@@ -79,7 +85,8 @@ def test_leakage_separates_the_whole_clip_model_from_the_tubelet_model():
     torch.manual_seed(0)
     whole = LearnedShapR3D(create_r3d(ResNet3DConfig(n_classes=3))).eval()
     leaky, local = video.causes(whole, x), video.causes(tubelet_model(), x)
-    assert leaky["leakage"]["mean"] > 1e-3 and local["leakage"]["max"] == 0.0
+    # different batch sizes may round differently on some backends: zero up to float error
+    assert leaky["leakage"]["mean"] > 1e-3 and local["leakage"]["max"] < 1e-6
     assert local["empty_minus_bias"]["max"] < 1e-6        # v(empty) is the head's bias
     assert leaky["empty_spread"] > 0                     # the blurred clip's output varies
 
@@ -101,7 +108,7 @@ def test_video_quick_run_writes_consistent_tables(tmp_path):
             zeros = g["model"].endswith("zeros")
             assert (e["causes"]["empty_spread"] < 1e-5) == zeros
         else:    # exact by construction, whatever its training: against exact or sampled refs
-            assert e["causes"]["leakage"]["max"] == 0.0
+            assert e["causes"]["leakage"]["max"] < 1e-6
             exact = e["reference"].startswith("exact")
             assert e["rel_l2"]["max"] < (1e-4 if exact else 3 * e["reference_noise"]["max"] + 1e-4)
             assert e["setting"] == "no consistency loss"

@@ -63,7 +63,8 @@ def games(model: nn.Module, x: Tensor, players: Players, *, removal: str, baseli
                          "removal='baseline'")
     for xi in x:
         yield MaskingGame(model, xi, removal=removal, baseline=baseline,
-                          feature_mask=None if own_patches else players.mask,
+                          feature_mask=None if own_patches and removal != "baseline"
+                          else players.mask,
                           batch_size=batch_size, output=output)
 
 

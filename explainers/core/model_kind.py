@@ -91,4 +91,6 @@ def evaluation_points(model: nn.Module) -> list[nn.Module]:
     r3d = find_resnet3d(model)
     if r3d is not None:
         return [r3d.stem if hasattr(r3d, "stem") else r3d.net.stem]
+    if getattr(model, "removal", None) == "drop" and hasattr(model, "embed") and hasattr(model, "head"):
+        return [model.head]     # tubelet tokens: a forward and a dropped coalition end in the head
     return [model]
