@@ -29,6 +29,7 @@ from evaluation.records import write_json, write_text
 from evaluation.references import game_for, reference, resolved
 from evaluation.scoring import efficiency_gap
 from explainers import explain
+from explainers.learned_shap_posthoc import frozen_decomposition
 from explainers.core import model_device
 from models import zoo
 from shapley.sampling import kernel_coalitions
@@ -112,7 +113,7 @@ def decomposition_remainder(explainer: nn.Module, frozen: nn.Module, x: Tensor, 
     keep = kernel_coalitions(frozen.n_players, n_coalitions, torch.Generator().manual_seed(seed))
     v = game_for(frozen, x)(keep)[:, target].double().cpu()                  # (C,)
     xb = x[None].to(model_device(frozen))
-    out = explainer.decompose(xb, frozen(xb))
+    out = frozen_decomposition(explainer, frozen, xb)
     g = out.restrict(keep.to(out.unary.device))[:, target].double().cpu()
     return unexplained(v, g)
 

@@ -13,7 +13,9 @@ every sampler on a doubling grid from 2n to 32n evaluations, break-even, remaind
   tokens and is pairwise by construction.
 
 References: exact at 8 tubelets, antithetic permutation in two halves at 32 (own noise given).
-And the causes, measured on every model: **leakage** (removing one tubelet changes the other
+The frozen plain 3D-ResNet (`r3d_video`, blurred tubelets) explained by post-hoc LearnedSHAP
+(`models.posthoc_video`) at 8 and 32 tubelets, against the same references and samplers.
+And the causes, measured on every co-trained model: **leakage** (removing one tubelet changes the other
 tubelets' tokens: mean relative change over the other tubelets) and the **empty clip** (v(empty)
 of the model's game against the head's bias: the mean absolute gap in the predicted class's logit,
 and how much it varies between clips). Writes `video.json`, `video.md`, the figure
@@ -26,6 +28,9 @@ About 15 minutes on 2 cores the first time, a third of it training (`make video`
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -33,7 +38,8 @@ from evaluation import break_even as be
 from evaluation import scale
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
-from evaluation.learned_report import f
+from evaluation.learned_report import f, references_for
+from evaluation.posthoc import measure
 from evaluation.records import write_json, write_text
 from evaluation.references import game_for
 from explainers.core import model_device
@@ -44,8 +50,11 @@ from viz.overlay import save_figure
 
 MODELS = ("learned_r3d_video", "learned_r3d_video_zeros", "learned_r3d_video_kernel",
           "learned_r3d_video_w100", "learned_r3d_tubelets", "learned_r3d_tubelets32")
+FROZEN = ("posthoc_r3d_video", "posthoc_r3d_video32")    # explainers of the frozen r3d_video
+REMAINDER_COALITIONS = 1000
 REFERENCE_BUDGET32 = 8320       # 2 x 4,160 evaluations: 65 antithetic pairs of permutations a half
 GOAL = 0.02                     # rel. L2 against the reference
+GOAL_FROZEN = {8: 0.05, 32: 0.10}   # the scale study's frozen goals at 16 and 64 players
 ACCURACY_TOLERANCE = 0.01       # within one point of the plain 3D-ResNet
 
 
@@ -103,7 +112,7 @@ def run(models: list[str], quick: bool, progress: bool = True) -> dict:
     samplers = scale.QUICK["samplers"] if quick else tuple(be.ALL_SAMPLERS)
     largest = scale.QUICK["largest"] if quick else scale.LARGEST
     games = []
-    for name in models:
+    for name in [m for m in models if m in MODELS]:
         model = zoo.load(name, quick=quick, progress=progress).model.eval()
         s = setting(model, quick)
         game = scale.co_trained(name, s, quick, samplers, largest, progress)
@@ -112,9 +121,34 @@ def run(models: list[str], quick: bool, progress: bool = True) -> dict:
         entry["causes"] = causes(model, ex.x)
         entry["game"] = ("tubelet tokens dropped" if model.removal == "drop" else
                          f"{model.baseline} baseline on {tuple(model.tubelets)} tubelets")
+        if model.removal != "drop":       # one pass over the clip and its removed (blurred) copy
+            entry["evals_per_explanation"] = 2
         games.append(game)
+    for name in [m for m in models if m in FROZEN]:
+        games.append(frozen(name, quick, samplers, largest, progress))
     return {"models": models, "quick": quick, "samplers": list(samplers), "largest": largest,
             "games": games}
+
+
+def frozen(name: str, quick: bool, samplers, largest: int, progress: bool) -> dict:
+    """Post-hoc LearnedSHAP of the frozen plain 3D-ResNet against its blurred-tubelet game."""
+    spec = zoo.resolve(name, quick)
+    game = zoo.frozen_model(spec)                    # r3d_video with its tubelet game declared
+    plain = zoo.load(spec.plain, quick=quick, progress=progress)
+    s, n = setting(game, quick), game.n_players
+    entry = measure(name, quick, progress, per_class=s.per_class, budget=s.reference_budget,
+                    remainder_coalitions=REMAINDER_COALITIONS)
+    entry.update(kind="frozen", goal=GOAL_FROZEN.get(n, 0.10), accuracy=plain.meta["accuracy"],
+                 training_evals=entry["frozen_evals"],
+                 game=f"{game.baseline} baseline on {game.tubelets} tubelets")
+    entry["goal_met"] = entry["rel_l2"]["mean"] <= entry["goal"]
+    ex = load_examples(spec, game, s.per_class)
+    refs = references_for(game, ex, s.reference_budget, progress)
+    targets = [r["target"] for r in entry["examples"]]
+    curves = scale.curves_for(game, ex.x, targets, refs, n, s.seeds, samplers, largest, progress)
+    entry["break_even"] = scale.versus_samplers(entry, curves, n)
+    return {"kind": "frozen", "model": spec.plain, "n_players": n, "explainers": [entry],
+            **curves}
 
 
 def causes_table(results: dict) -> str:
@@ -123,6 +157,8 @@ def causes_table(results: dict) -> str:
              "|---|---:|---|---|---|---:|"]
     for g in results["games"]:
         e = g["explainers"][0]
+        if "causes" not in e:
+            continue
         c = e["causes"]
         lines.append(f"| `{e['name']}` | {e['n_players']} | {e['game']} | "
                      f"{f(c['leakage'], 'mean', 3, 'g')}, {f(c['leakage'], 'max', 3, 'g')} | "
@@ -135,7 +171,9 @@ def markdown(results: dict) -> str:
     return ("**Each LearnedSHAP 3D-ResNet against the references of its own game**\n\n"
             + scale.co_trained_table(results)
             + "\n\n**Why the whole-clip model is not exact: leakage and the empty clip**\n\n"
-            + causes_table(results) + "\n\n**Every sampler's mean rel. L2 error by budget (model "
+            + causes_table(results)
+            + "\n\n**Frozen: the plain 3D-ResNet explained by post-hoc LearnedSHAP**\n\n"
+            + scale.frozen_table(results) + "\n\n**Every sampler's mean rel. L2 error by budget (model "
             "evaluations, in units of n players)**\n\n" + scale.sampler_table(results))
 
 
@@ -145,16 +183,21 @@ def figure(results: dict):
     from matplotlib.figure import Figure
 
     games = results["games"]
-    fig = Figure(figsize=(4.4 * len(games), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(games), squeeze=False)[0]
+    cols = min(4, len(games))
+    rows = -(-len(games) // cols)
+    fig = Figure(figsize=(4.4 * cols, 4.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(games):]:
+        ax.set_visible(False)
     for ax, g in zip(axes, games):
         e = g["explainers"][0]
         for i, (name, curve) in enumerate(g["curves"].items()):
             curve = be.completed(curve)
             ax.plot([p["evals"] for p in curve], [max(p["rel_l2"], 1e-9) for p in curve],
                     "-" if i < 10 else "--", color=f"C{i % 10}", marker=".", lw=1, label=name)
-        ax.plot([1], [max(e["rel_l2"]["mean"], 1e-9)], "o", color="black", ms=8, mfc="none",
-                mew=1.5, label="LearnedSHAP (one pass)")
+        label = "post-hoc LearnedSHAP" if g["kind"] == "frozen" else "LearnedSHAP"
+        ax.plot([e["evals_per_explanation"]], [max(e["rel_l2"]["mean"], 1e-9)], "o",
+                color="black", ms=8, mfc="none", mew=1.5, label=f"{label} (one pass)")
         if e["reference_noise"]["max"]:
             ax.axhline(e["reference_noise"]["max"], color="grey", ls=":", lw=1)
         ax.axvline(2 * g["n_players"], color="#d62728", ls="--", lw=0.8)
@@ -164,18 +207,36 @@ def figure(results: dict):
         ax.set_ylabel("rel. L2 error of phi (predicted class)")
         ax.set_title(f"{e['name']}, {g['n_players']} tubelets\n{e['game']} (red: 2n; dotted: "
                      "reference noise)", fontsize=8)
+        ax.set_xlim(left=0.7)
         ax.legend(fontsize=6, loc="lower left")
     fig.suptitle("Video: error against model evaluations (errors below 1e-9 drawn at 1e-9)")
     return fig
 
 
+def merged(results: dict, path: Path) -> dict:
+    """This run's models over an earlier file's others (`--models` runs some of them)."""
+    if not path.exists():
+        return results
+    old = json.loads(path.read_text())
+    if old.get("quick") != results["quick"] or old.get("samplers") != results["samplers"]:
+        return results                     # another configuration: start afresh
+    order = [*MODELS, *FROZEN]
+    name = lambda g: g["explainers"][0]["name"]                # noqa: E731
+    games = [g for g in old["games"] if name(g) not in results["models"]] + results["games"]
+    games.sort(key=lambda g: order.index(name(g)) if name(g) in order else len(order))
+    models = [name(g) for g in games]
+    return {**results, "models": models, "games": games}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = experiment_parser(__doc__.splitlines()[0], "folder for video.json / .md / .png "
                                "(default shap_overlays/; in quick mode <cache>/video-quick/)")
-    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=[*MODELS, *FROZEN],
+                        choices=[*MODELS, *FROZEN])
     args = parser.parse_args(argv)
     quick, out = setup(args, scale.OUT, "video-quick")
-    results = write_json(out / "video.json", run(args.models, quick, not args.no_progress))
+    results = merged(run(args.models, quick, not args.no_progress), out / "video.json")
+    results = write_json(out / "video.json", results)
     table = markdown(results)
     write_text(out / "video.md", table + "\n")
     save_figure(figure(results), out / "video_error_vs_evals.png", dpi=80)
@@ -184,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict:
     for g in results["games"]:
         e = g["explainers"][0]
         print(f"{e['name']} ({g['n_players']} tubelets): accuracy {e['accuracy']:.3f} (plain "
-              f"{e['plain_accuracy']:.3f}), rel L2 {e['rel_l2']['mean']:.3g}; best sampler "
+              f"{e.get('plain_accuracy', e['accuracy']):.3f}), rel L2 {e['rel_l2']['mean']:.3g}; best sampler "
               f"{e['break_even']['best']} breaks even at {e['break_even']['text']}")
     return results
 

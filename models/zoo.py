@@ -28,6 +28,7 @@ import data
 from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
 from models.posthoc import PostHocShap, posthoc_loss
 from models.resnet_3d import ResNet3DConfig, create_r3d
+from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
 from models.tubelet_r3d import LearnedShapTubeletR3D
 from models.train import (
     LossFn,
@@ -205,6 +206,15 @@ VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
           ("zeros", {"baseline": "zeros"}, "tubelets removed to zeros"),
           ("kernel", {"sampler": "kernel_paired"}, "paired Shapley-kernel coalitions"),
           ("w100", {"consistency": 100.0}, "consistency weight 100")]),
+    # Post-hoc LearnedSHAP of the frozen plain 3D-ResNet (r3d_video) on its blurred-tubelet game,
+    # at 8 and 32 tubelets: 16 coalitions a clip (8 kernel coalitions and their complements) plus
+    # the two ends, so an epoch of 2,000 clips costs 36,000 frozen-model evaluations.
+    *(ModelSpec(f"posthoc_r3d_video{suffix}", "posthoc_r3d", "video", {"n_classes": 4}, epochs=8,
+                batch_size=32, head={"rank": 8, "pairwise": True, "coalitions": 16,
+                                     "tubelets": grid}, plain="r3d_video", quick=QUICK_VIDEO,
+                description=f"post-hoc LearnedSHAP (unary + pairs) of the frozen r3d_video, "
+                            f"{n} tubelets")
+      for suffix, grid, n in [("", (2, 2, 2), 8), ("32", (2, 4, 4), 32)]),
     ModelSpec("learned_r3d_tubelets", "learned_tubelet_r3d", "video", {"n_classes": 4}, epochs=4,
               batch_size=32, head={"consistency": 0.0, "tubelets": (2, 2, 2)}, plain="r3d_video",
               data_options={"n_train": 6000}, quick=QUICK_VIDEO,
@@ -258,17 +268,24 @@ def build_model(spec: ModelSpec) -> nn.Module:
             return LearnedShapR3D(create_r3d(ResNet3DConfig(**spec.config)), **head)
         if spec.kind == "learned_tubelet_r3d":
             return LearnedShapTubeletR3D(ResNet3DConfig(**spec.config), **head)
+        if spec.kind == "posthoc_r3d":
+            return PostHocVideoShap(frozen_model(spec).model, **head)
         if spec.kind == "posthoc_vit":
             kind = spec.head.get("kind", "harsanyi")
             return PostHocShap(frozen_model(spec), head=kind,
                                **({} if kind == "vit_shapley" else head))
     raise ValueError(f"unknown model kind {spec.kind!r}; expected vit, r3d, learned_vit, "
-                     "learned_r3d, learned_tubelet_r3d, posthoc_vit")
+                     "learned_r3d, learned_tubelet_r3d, posthoc_vit, posthoc_r3d")
 
 
 def frozen_model(spec: ModelSpec) -> nn.Module:
-    """The trained plain model a post-hoc explainer explains (in the spec's quick mode)."""
-    return load(spec.plain, quick=spec.name.endswith("-quick"), progress=False).model.eval()
+    """The trained plain model a post-hoc explainer explains (in the spec's quick mode); a video
+    model comes with its game declared (`TubeletPlayers`: blurred tubelets on the spec's grid)."""
+    model = load(spec.plain, quick=spec.name.endswith("-quick"), progress=False).model.eval()
+    if spec.kind == "posthoc_r3d":
+        return TubeletPlayers(model, spec.head.get("tubelets", (2, 2, 2)),
+                              spec.head.get("baseline", "blur")).eval()
+    return model
 
 
 def loaders(spec: ModelSpec):
@@ -281,12 +298,14 @@ def source_files(spec: ModelSpec) -> list[Path]:
     """The source a model of this spec depends on: its data, its architecture, the training loop."""
     files = sorted((ROOT / "data").glob("*.py")) + [ROOT / "models" / "train.py"]
     files.append(ROOT / "models" / ("vit.py" if "vit" in spec.kind else "resnet_3d.py"))
-    if spec.kind.startswith("learned") or spec.kind == "posthoc_vit":
+    if spec.kind.startswith(("learned", "posthoc")):
         # the head, what removing a player means, and the training coalitions' sampler
         files += [ROOT / "models" / "harsanyi.py", ROOT / "shapley" / "game.py",
                   ROOT / "shapley" / "sampling.py"]
-    if spec.kind == "posthoc_vit":
+    if spec.kind.startswith("posthoc"):
         files.append(ROOT / "models" / "posthoc.py")
+    if spec.kind == "posthoc_r3d":
+        files.append(ROOT / "models" / "posthoc_video.py")
     if spec.kind == "learned_tubelet_r3d":
         files.append(ROOT / "models" / "tubelet_r3d.py")
     return files
@@ -308,7 +327,7 @@ def fingerprint(spec: ModelSpec) -> str:
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
     for path in source_files(spec):
         h.update(path.name.encode() + code_tokens(path))
-    if spec.kind == "posthoc_vit":
+    if spec.kind.startswith("posthoc"):
         h.update(fingerprint(resolve(spec.plain, spec.name.endswith("-quick"))).encode())
     return h.hexdigest()[:12]
 
@@ -329,6 +348,8 @@ class Trained:
 
 
 def loss_for(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None = None) -> LossFn:
+    if spec.kind == "posthoc_r3d":
+        return posthoc_video_loss(frozen_model(spec), spec.head.get("coalitions", 16), counter)
     if spec.kind == "posthoc_vit":
         return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter)
     if spec.kind.startswith("learned"):
@@ -368,7 +389,7 @@ def fit(spec: ModelSpec, *, device=None, progress: bool = True) -> Trained:
                     progress=progress)
     seconds = time.perf_counter() - start
     # a post-hoc explainer's "accuracy" would be its frozen model's: it is not measured here
-    accuracy = None if spec.kind == "posthoc_vit" else evaluate(model, test_loader)
+    accuracy = None if spec.kind.startswith("posthoc") else evaluate(model, test_loader)
     meta = {"name": spec.name, "accuracy": accuracy,
             "train_seconds": seconds, "history": history, "fingerprint": fingerprint(spec),
             "spec": json.loads(json.dumps(asdict(spec), default=str)),

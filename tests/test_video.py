@@ -93,15 +93,19 @@ def test_leakage_separates_the_whole_clip_model_from_the_tubelet_model():
 
 def test_video_quick_run_writes_consistent_tables(tmp_path):
     models = ["learned_r3d_video", "learned_r3d_video_zeros", "learned_r3d_tubelets",
-              "learned_r3d_tubelets32"]
+              "learned_r3d_tubelets32", "posthoc_r3d_video"]
     results = video.main(["--quick", "--out", str(tmp_path), "--no-progress", "--threads", "1",
                           "--models", *models])
     saved = json.loads((tmp_path / "video.json").read_text())
-    assert [g["model"] for g in saved["games"]] == models
+    assert [g["explainers"][0]["name"] for g in saved["games"]] == models
     assert (tmp_path / "video_error_vs_evals.png").stat().st_size > 10_000
     for g in results["games"]:
         e = g["explainers"][0]
         assert g["grid"][0] == 2 * g["n_players"]
+        if g["kind"] == "frozen":      # post-hoc: efficient for the frozen blur game
+            assert g["model"] == "r3d_video" and e["efficiency_gap"]["max"] < 1e-4
+            assert e["evals_per_explanation"] == 3          # explainer, v(N), v(empty)
+            continue
         if g["model"].startswith("learned_r3d_video"):
             assert e["causes"]["leakage"]["mean"] > 0
             # the blurred clip depends on the input, the zero clip does not
@@ -113,4 +117,8 @@ def test_video_quick_run_writes_consistent_tables(tmp_path):
             assert e["rel_l2"]["max"] < (1e-4 if exact else 3 * e["reference_noise"]["max"] + 1e-4)
             assert e["setting"] == "no consistency loss"
     md = (tmp_path / "video.md").read_text()
-    assert "`learned_r3d_tubelets32`" in md and "leakage" in md
+    assert "`learned_r3d_tubelets32`" in md and "leakage" in md and "`posthoc_r3d_video`" in md
+    # a run of some models keeps the others' results
+    again = video.main(["--quick", "--out", str(tmp_path), "--no-progress", "--threads", "1",
+                        "--models", "learned_r3d_tubelets"])
+    assert again["models"] == models

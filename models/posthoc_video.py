@@ -1,0 +1,146 @@
+"""Post-hoc LearnedSHAP on video: a Shapley explainer network for a frozen 3D-ResNet.
+
+The video counterpart of `models.posthoc` (the setting of ViT-Shapley, Covert, Kim & Lee 2023):
+the plain 3D-ResNet is given and never changes; its game removes a tubelet by replacing its pixels
+with the blurred clip's (`TubeletPlayers` declares that game, on a tubelet grid). The explainer is a
+copy of the 3D-ResNet whose feature grid, pooled to the tubelets, feeds a Harsanyi head, fine-tuned
+on the frozen game alone: Shapley-kernel coalitions, each with its complement, and the mean squared
+gap between the decomposition g(S) = v(empty) + sum_{i in S} c_i + sum_{i<j in S} c_ij and v(S).
+
+Both ends are exact. Unlike a ViT's, the empty clip here (the blur) has an output of its own that
+depends on the input, so v(empty) is one more forward of the frozen model per clip, in training and
+at explanation time; the additive efficient normalisation then shifts every unary term so that phi
+sums to v(N) - v(empty). An explanation costs three forward rows: the explainer, v(N) and v(empty).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.harsanyi import HarsanyiHead, HeadConfig, HeadOutput
+from models.posthoc import coalition_values
+from shapley.game import make_baseline, tubelet_feature_mask
+from shapley.sampling import kernel_coalitions
+
+
+class TubeletPlayers(nn.Module):
+    """A plain video classifier with its game declared: tubelets removed to a baseline (blur).
+
+    The reference values, the samplers and the explainers read `n_players`, `tubelets`,
+    `removal` and `baseline` from here; the forward pass is the model's own.
+    """
+
+    removal = "baseline"
+
+    def __init__(self, model: nn.Module, tubelets: tuple[int, int, int] = (2, 2, 2),
+                 baseline: str = "blur"):
+        super().__init__()
+        self.model, self.tubelets, self.baseline = model, tuple(tubelets), baseline
+        # in the state dict, so two grids of one model never share a cached reference
+        self.register_buffer("grid", torch.tensor(self.tubelets))
+
+    n_classes = property(lambda self: self.model.n_classes)
+    feature_layer = property(lambda self: self.model.feature_layer)
+
+    @property
+    def n_players(self) -> int:
+        t, h, w = self.tubelets
+        return t * h * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def removed(self, x: Tensor) -> Tensor:
+        """The clips (B, C, T, H, W) with every tubelet removed: their baselines."""
+        return torch.stack([make_baseline(clip, self.baseline) for clip in x])
+
+    @torch.no_grad()
+    def coalition_values(self, x: Tensor, keep: Tensor) -> Tensor:
+        """v(S) of M coalitions of each clip: x (B, C, T, H, W), keep (B, M, N) -> (B, M, K)."""
+        B, M, _ = keep.shape
+        cells = tubelet_feature_mask(*x.shape[-3:], grid=self.tubelets).to(x.device)
+        present = keep[:, :, cells][:, :, None]                       # (B, M, 1, T, H, W)
+        clips = torch.where(present, x[:, None], self.removed(x)[:, None])
+        return self.model(clips.flatten(0, 1)).view(B, M, -1)
+
+
+class PostHocVideoShap(nn.Module):
+    """An explainer for a frozen 3D-ResNet: its copy, pooled to tubelets, and a Harsanyi head."""
+
+    kind = "harsanyi"
+    head_tokens = "patches"
+
+    def __init__(self, model: nn.Module, tubelets: tuple[int, int, int] = (2, 2, 2),
+                 rank: int = 8, pairwise: bool = True, baseline: str = "blur"):
+        super().__init__()
+        if not (hasattr(model, "forward_features") and hasattr(model, "head")):
+            raise TypeError(f"post-hoc video LearnedSHAP explains our 3D-ResNets "
+                            f"(models.resnet_3d.ResNet3D), not {type(model).__name__}")
+        self.tubelets, self.baseline = tuple(tubelets), baseline
+        self.backbone = copy.deepcopy(model)             # fine-tuned; the frozen one is not
+        self.backbone.requires_grad_(True)
+        n = tubelets[0] * tubelets[1] * tubelets[2]
+        self.head = HarsanyiHead(HeadConfig(n, model.head.in_features, model.n_classes, rank,
+                                            pairwise))
+
+    n_classes = property(lambda self: self.head.config.n_classes)
+    grid = property(lambda self: self.tubelets)
+
+    @property
+    def n_players(self) -> int:
+        return self.head.config.n_players
+
+    def removed(self, x: Tensor) -> Tensor:
+        """The clips with every tubelet removed: what the frozen model's v(empty) is taken on."""
+        return torch.stack([make_baseline(clip, self.baseline) for clip in x])
+
+    def decompose(self, x: Tensor, v_full: Tensor, v_empty: Tensor) -> HeadOutput:
+        """The head's terms made efficient for the frozen game: phi sums to v(N) - v(empty).
+
+        x (B, C, T, H, W); v_full, v_empty (B, K): the frozen model on x and on `removed(x)`.
+        The returned `bias` is v(empty) (B, K).
+        """
+        grid = self.backbone.forward_features(x)                          # (B, C, T', H', W')
+        if any(g % t for g, t in zip(grid.shape[2:], self.tubelets)):
+            raise ValueError(f"feature grid {tuple(grid.shape[2:])} cannot be pooled to "
+                             f"tubelets {self.tubelets}; choose a tubelet grid that divides it")
+        tokens = F.adaptive_avg_pool3d(grid, self.tubelets).flatten(2).transpose(1, 2)  # (B, N, C)
+        out = self.head(tokens)
+        total = out.unary.sum(1) + (out.pair.sum((1, 2)) / 2 if out.pair is not None else 0)
+        shift = (v_full - v_empty - total) / self.n_players                  # (B, K)
+        unary = out.unary + shift[:, None, :]
+        shapley = unary + (out.pair.sum(2) / 2 if out.pair is not None else 0)
+        return HeadOutput(v_full, shapley, unary, out.pair, v_empty)
+
+
+def posthoc_video_loss(game: TubeletPlayers, coalitions: int = 16,
+                       counter: list[int] | None = None):
+    """The training loss of a PostHocVideoShap on the frozen model's tubelet game.
+
+    Each clip gets `coalitions` coalitions (half from the Shapley kernel, half their complements)
+    plus its two ends; `counter` accumulates the frozen model's evaluations ([n]).
+    """
+    if coalitions < 2 or coalitions % 2:
+        raise ValueError(f"coalitions must be an even number >= 2 (pairs), got {coalitions}")
+    game.eval()
+
+    def loss_fn(explainer: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
+        x = batch["x"]
+        B, n = len(x), explainer.n_players
+        half = kernel_coalitions(n, B * coalitions // 2, gen).to(x.device)
+        keep = torch.cat([half.view(B, -1, n), ~half.view(B, -1, n)], 1)      # (B, M, N)
+        with torch.no_grad():
+            v_full, v_empty = game(x), game(game.removed(x))                    # (B, K) each
+            v_keep = game.coalition_values(x, keep)                            # (B, M, K)
+        if counter is not None:
+            counter[0] += B * (coalitions + 2)
+        out = explainer.decompose(x, v_full, v_empty)
+        g = coalition_values(replace(out, bias=out.bias[:, None]), keep)       # (B, M, K)
+        return F.mse_loss(g, v_keep), v_full
+
+    return loss_fn
