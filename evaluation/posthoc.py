@@ -29,8 +29,8 @@ from evaluation.records import write_json, write_text
 from evaluation.references import game_for, reference, resolved
 from evaluation.scoring import efficiency_gap
 from explainers import explain
-from explainers.learned_shap_posthoc import frozen_decomposition
 from explainers.core import model_device
+from explainers.learned_shap_posthoc import frozen_decomposition
 from models import zoo
 from shapley.sampling import kernel_coalitions
 from tools.readme import replace_block

@@ -27,9 +27,8 @@ from torch import nn
 import data
 from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
 from models.posthoc import PostHocShap, posthoc_loss
-from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
-from models.tubelet_r3d import LearnedShapTubeletR3D
+from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.train import (
     LossFn,
     cross_entropy_loss,
@@ -40,6 +39,7 @@ from models.train import (
     seeded,
     train,
 )
+from models.tubelet_r3d import LearnedShapTubeletR3D
 from models.vit import ViTConfig, create_vit
 from tools.readme import replace_block
 
