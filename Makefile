@@ -40,7 +40,7 @@ posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViT
 scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 2 h of models)
 	$(PY) -m evaluation.scale --threads 2
 
-video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets, every sampler (about 15 min): shap_overlays/video*
+video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets, every sampler (under 1 h the first time): shap_overlays/video*
 	$(PY) -m evaluation.video --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks

@@ -333,13 +333,21 @@ def figure(results: dict):
     return fig
 
 
+def earlier(results: dict, path: Path) -> dict | None:
+    """The results file at `path` when it holds the same configuration (quick mode, samplers) as
+    `results`, so that a run of some parts can keep the others; None when there is none."""
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text())
+    same = old.get("quick") == results["quick"] and old.get("samplers") == results["samplers"]
+    return old if same else None
+
+
 def merged(results: dict, path: Path) -> dict:
     """These player counts' results over an earlier file's others (`--players` runs one part)."""
-    if not path.exists():
+    old = earlier(results, path)
+    if old is None:
         return results
-    old = json.loads(path.read_text())
-    if old.get("quick") != results["quick"] or old.get("samplers") != results["samplers"]:
-        return results                     # another configuration: start afresh
     kept = [g for g in old["games"] if g["n_players"] not in results["players"]]
     players = sorted(set(results["players"]) | {g["n_players"] for g in kept})
     games = sorted(kept + results["games"], key=lambda g: (g["n_players"], g["kind"] != "co_trained"))

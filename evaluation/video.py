@@ -23,12 +23,12 @@ and how much it varies between clips). Writes `video.json`, `video.md`, the figu
 
     python -m evaluation.video [--quick]
 
-About 15 minutes on 2 cores the first time, a third of it training (`make video`).
+Measured here: 57 minutes on one thread of a busy 2-core machine, training four of the models
+(`make video`; the two tubelet-local models had been trained before, 9 minutes).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from evaluation import break_even as be
 from evaluation import scale
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
-from evaluation.learned_report import f, references_for
+from evaluation.learned_report import f, references_for, stats
 from evaluation.posthoc import measure
 from evaluation.records import write_json, write_text
 from evaluation.references import game_for
@@ -92,7 +92,7 @@ def causes(model: nn.Module, x: Tensor) -> dict:
         empty = game(torch.zeros(1, n, dtype=torch.bool))[0, target]
         gaps.append(float(empty - model.head.bias[target]))
     g = torch.tensor(gaps)
-    return {"leakage": scale_stats(leak), "empty_minus_bias": scale_stats(g.abs().tolist()),
+    return {"leakage": stats(leak), "empty_minus_bias": stats(g.abs().tolist()),
             "empty_spread": float(g.std()) if len(g) > 1 else 0.0}
 
 
@@ -101,11 +101,6 @@ def pixel_tokens(model: nn.Module, clips: Tensor) -> Tensor:
     if hasattr(model, "embed"):                 # tubelet-local: one token per tubelet
         return model.encode(model.embed(clips))
     return model.tokens(clips)                  # whole clip: its feature grid pooled to tubelets
-
-
-def scale_stats(values: list[float]) -> dict:
-    t = torch.tensor(values, dtype=torch.float64)
-    return {"mean": float(t.mean()), "max": float(t.max())}
 
 
 def run(models: list[str], quick: bool, progress: bool = True) -> dict:
@@ -215,11 +210,9 @@ def figure(results: dict):
 
 def merged(results: dict, path: Path) -> dict:
     """This run's models over an earlier file's others (`--models` runs some of them)."""
-    if not path.exists():
+    old = scale.earlier(results, path)
+    if old is None:
         return results
-    old = json.loads(path.read_text())
-    if old.get("quick") != results["quick"] or old.get("samplers") != results["samplers"]:
-        return results                     # another configuration: start afresh
     order = [*MODELS, *FROZEN]
     name = lambda g: g["explainers"][0]["name"]                # noqa: E731
     games = [g for g in old["games"] if name(g) not in results["models"]] + results["games"]

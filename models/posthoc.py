@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.harsanyi import HarsanyiHead, HeadConfig, HeadOutput
-from shapley.sampling import kernel_coalitions
+from shapley.sampling import paired_kernel_coalitions
 
 
 class TokenShapleyHead(nn.Module):
@@ -108,12 +108,17 @@ class PostHocShap(nn.Module):
         v(empty), and `restrict(keep)` is the decomposition's value of any coalition.
         """
         tokens = self.backbone.forward_features(x)[:, self.backbone.n_prefix:]   # (B, N, D)
-        out = self.head(tokens)
-        total = out.unary.sum(1) + (out.pair.sum((1, 2)) / 2 if out.pair is not None else 0)
-        shift = (v_full - self.v_empty - total) / self.n_players                # (B, K)
-        unary = out.unary + shift[:, None, :]
-        shapley = unary + (out.pair.sum(2) / 2 if out.pair is not None else 0)
-        return HeadOutput(v_full, shapley, unary, out.pair, self.v_empty)
+        return efficient(self.head(tokens), v_full, self.v_empty)
+
+
+def efficient(out: HeadOutput, v_full: Tensor, v_empty: Tensor) -> HeadOutput:
+    """The additive efficient normalisation: every unary term shifted by the same share of the
+    gap, so that phi sums to v(N) - v(empty); v_full (B, K), v_empty (K,) or (B, K) is the bias."""
+    total = out.unary.sum(1) + (out.pair.sum((1, 2)) / 2 if out.pair is not None else 0)
+    shift = (v_full - v_empty - total) / out.unary.shape[1]                     # (B, K)
+    unary = out.unary + shift[:, None, :]
+    shapley = unary + (out.pair.sum(2) / 2 if out.pair is not None else 0)
+    return HeadOutput(v_full, shapley, unary, out.pair, v_empty)
 
 
 def coalition_values(out: HeadOutput, keep: Tensor) -> Tensor:
@@ -163,8 +168,7 @@ def posthoc_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | No
     def loss_fn(explainer: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
         x = batch["x"]
         B, n = len(x), explainer.n_players
-        half = kernel_coalitions(n, B * coalitions // 2, gen).to(x.device)
-        keep = torch.cat([half.view(B, -1, n), ~half.view(B, -1, n)], 1)        # (B, M, N)
+        keep = paired_kernel_coalitions(n, B, coalitions // 2, gen).to(x.device)  # (B, M, N)
         with torch.no_grad():
             v_full = model(x)                                                   # (B, K)
         v_keep = frozen_values(model, x, keep)                                  # (B, M, K)

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.harsanyi import HarsanyiHead, HeadConfig, HeadOutput
-from models.posthoc import coalition_values
+from models.harsanyi import HeadOutput, LearnedShapR3D
+from models.posthoc import coalition_values, efficient
 from shapley.game import make_baseline, tubelet_feature_mask
-from shapley.sampling import kernel_coalitions
+from shapley.sampling import paired_kernel_coalitions
 
 
 class TubeletPlayers(nn.Module):
@@ -70,7 +70,11 @@ class TubeletPlayers(nn.Module):
 
 
 class PostHocVideoShap(nn.Module):
-    """An explainer for a frozen 3D-ResNet: its copy, pooled to tubelets, and a Harsanyi head."""
+    """An explainer for a frozen 3D-ResNet: a LearnedSHAP 3D-ResNet built on its copy.
+
+    `backbone` is the co-trained design's `LearnedShapR3D` (the feature grid pooled to tubelets,
+    a Harsanyi head, the same removal), here fine-tuned on the frozen model's game instead.
+    """
 
     kind = "harsanyi"
     head_tokens = "patches"
@@ -81,23 +85,17 @@ class PostHocVideoShap(nn.Module):
         if not (hasattr(model, "forward_features") and hasattr(model, "head")):
             raise TypeError(f"post-hoc video LearnedSHAP explains our 3D-ResNets "
                             f"(models.resnet_3d.ResNet3D), not {type(model).__name__}")
-        self.tubelets, self.baseline = tuple(tubelets), baseline
-        self.backbone = copy.deepcopy(model)             # fine-tuned; the frozen one is not
-        self.backbone.requires_grad_(True)
-        n = tubelets[0] * tubelets[1] * tubelets[2]
-        self.head = HarsanyiHead(HeadConfig(n, model.head.in_features, model.n_classes, rank,
-                                            pairwise))
+        backbone = copy.deepcopy(model)                  # fine-tuned; the frozen one is not
+        backbone.requires_grad_(True)
+        self.backbone = LearnedShapR3D(backbone, tubelets, baseline, rank, pairwise)
 
-    n_classes = property(lambda self: self.head.config.n_classes)
-    grid = property(lambda self: self.tubelets)
-
-    @property
-    def n_players(self) -> int:
-        return self.head.config.n_players
+    n_players = property(lambda self: self.backbone.n_players)
+    n_classes = property(lambda self: self.backbone.n_classes)
+    grid = property(lambda self: self.backbone.tubelets)
 
     def removed(self, x: Tensor) -> Tensor:
         """The clips with every tubelet removed: what the frozen model's v(empty) is taken on."""
-        return torch.stack([make_baseline(clip, self.baseline) for clip in x])
+        return self.backbone.removed(x)
 
     def decompose(self, x: Tensor, v_full: Tensor, v_empty: Tensor) -> HeadOutput:
         """The head's terms made efficient for the frozen game: phi sums to v(N) - v(empty).
@@ -105,17 +103,7 @@ class PostHocVideoShap(nn.Module):
         x (B, C, T, H, W); v_full, v_empty (B, K): the frozen model on x and on `removed(x)`.
         The returned `bias` is v(empty) (B, K).
         """
-        grid = self.backbone.forward_features(x)                          # (B, C, T', H', W')
-        if any(g % t for g, t in zip(grid.shape[2:], self.tubelets)):
-            raise ValueError(f"feature grid {tuple(grid.shape[2:])} cannot be pooled to "
-                             f"tubelets {self.tubelets}; choose a tubelet grid that divides it")
-        tokens = F.adaptive_avg_pool3d(grid, self.tubelets).flatten(2).transpose(1, 2)  # (B, N, C)
-        out = self.head(tokens)
-        total = out.unary.sum(1) + (out.pair.sum((1, 2)) / 2 if out.pair is not None else 0)
-        shift = (v_full - v_empty - total) / self.n_players                  # (B, K)
-        unary = out.unary + shift[:, None, :]
-        shapley = unary + (out.pair.sum(2) / 2 if out.pair is not None else 0)
-        return HeadOutput(v_full, shapley, unary, out.pair, v_empty)
+        return efficient(self.backbone.explain(x), v_full, v_empty)
 
 
 def posthoc_video_loss(game: TubeletPlayers, coalitions: int = 16,
@@ -132,8 +120,7 @@ def posthoc_video_loss(game: TubeletPlayers, coalitions: int = 16,
     def loss_fn(explainer: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
         x = batch["x"]
         B, n = len(x), explainer.n_players
-        half = kernel_coalitions(n, B * coalitions // 2, gen).to(x.device)
-        keep = torch.cat([half.view(B, -1, n), ~half.view(B, -1, n)], 1)      # (B, M, N)
+        keep = paired_kernel_coalitions(n, B, coalitions // 2, gen).to(x.device)  # (B, M, N)
         with torch.no_grad():
             v_full, v_empty = game(x), game(game.removed(x))                    # (B, K) each
             v_keep = game.coalition_values(x, keep)                            # (B, M, K)

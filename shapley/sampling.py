@@ -88,6 +88,14 @@ def kernel_coalitions(n: int, draws: int, generator: torch.Generator) -> Tensor:
     return rank < size[:, None]             # rank is a uniform permutation: a uniform subset
 
 
+def paired_kernel_coalitions(n: int, groups: int, pairs: int,
+                             generator: torch.Generator) -> Tensor:
+    """`pairs` Shapley-kernel coalitions for each of `groups` inputs, then their complements:
+    (groups, 2 * pairs, n) bool (paired sampling, Covert & Lee 2021)."""
+    half = kernel_coalitions(n, groups * pairs, generator).view(groups, pairs, n)
+    return torch.cat([half, ~half], 1)
+
+
 def kernel_shap(game: Game, n: int, budget: int, seed: int = 0, paired: bool = True,
                 batch_size: int = 4096) -> SamplingResult:
     """Shapley values (n, K) by KernelSHAP: weighted least squares on sampled coalitions."""
