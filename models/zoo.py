@@ -195,6 +195,7 @@ SCALE_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 # clips, below the plain 3D-ResNet's 100% (each tubelet sees a quarter of the frames' area).
 QUICK_VIDEO = {"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}}
 WHOLE_CLIP = {"consistency": 10.0, "tubelets": (2, 2, 2), "baseline": "blur"}
+FLICKER = {"local_flicker": (1, 2)}
 VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     # Ablations of the whole-clip default (learned_r3d_video), one cause at a time: an empty clip
     # that does not depend on the input (zeros instead of the blur), the coalitions of the
@@ -223,6 +224,22 @@ VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               epochs=4, batch_size=32, head={"consistency": 0.0, "tubelets": (2, 4, 4)},
               plain="r3d_video", data_options={"n_train": 6000}, quick=QUICK_VIDEO,
               description="LearnedSHAP tubelet-local 3D-ResNet, 32 tubelets (2x4x4), motion clips"),
+    # What the pairs see (`python -m evaluation.video_pairs`): the same clips with one or two local
+    # flickering squares (data.video's local_flicker), a plain 3D-ResNet, the whole-clip default
+    # head and the tubelet-local head trained on them, so that pair terms can be scored against
+    # object-object and object-flicker pairs.
+    ModelSpec("r3d_video_flicker", "r3d", "video", {"n_classes": 4}, epochs=3, batch_size=32,
+              data_options=FLICKER, quick=QUICK_VIDEO,
+              description="3D-ResNet on motion clips with local flickering squares"),
+    ModelSpec("learned_r3d_video_flicker", "learned_r3d", "video", {"n_classes": 4}, epochs=6,
+              batch_size=32, head=WHOLE_CLIP, plain="r3d_video_flicker", data_options=FLICKER,
+              quick=QUICK_VIDEO,
+              description="LearnedSHAP 3D-ResNet (whole clip, 8 tubelets), clips with flicker"),
+    ModelSpec("learned_r3d_tubelets_flicker", "learned_tubelet_r3d", "video", {"n_classes": 4},
+              epochs=4, batch_size=32, head={"consistency": 0.0, "tubelets": (2, 2, 2)},
+              plain="r3d_video_flicker", data_options={**FLICKER, "n_train": 6000},
+              quick=QUICK_VIDEO,
+              description="LearnedSHAP tubelet-local 3D-ResNet, 8 tubelets, clips with flicker"),
 ]}
 
 

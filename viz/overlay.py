@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.cm
+import matplotlib.colors
 import matplotlib.patches
 import numpy as np
 import torch
@@ -360,4 +362,66 @@ def plot_pairs(images: Tensor, pairs: Tensor, *, patch_size: int, chosen: Sequen
     colorbar(fig, mappable, axes.tolist(), label="pair contribution c_ij")
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def plot_video_pairs(clips: Tensor, pairs: dict[str, Tensor], *, grid: tuple[int, int, int],
+                     truth: Tensor | None = None, distractor: Tensor | None = None, top: int = 3,
+                     titles: Sequence[str] | None = None, suptitle: str | None = None,
+                     panel: float = 1.5) -> Figure:
+    """The strongest pair terms of clips (B, 3, T, H, W), one column per source of pairs (B, N, N).
+
+    Each panel shows the clip's time cells side by side (the mean frame of each of the grid's gt
+    time cells) with the tubelet borders, the moving object outlined in green (`truth`
+    (B, T, H, W)) and the distractor in orange (`distractor` (B, T, H, W)); the `top` pairs by
+    |value| are lines between tubelet centres, coloured by value on one shared scale (red: the
+    pair raises the class together, blue: lowers it).
+    """
+    clips = batched(clips, 5)
+    B, _, T, H, W = clips.shape
+    gt, gh, gw = grid
+    N = gt * gh * gw
+    for name, p in pairs.items():
+        if tuple(p.shape) != (B, N, N):
+            raise ValueError(f"pairs {name!r} have shape {tuple(p.shape)}; {B} clips on a "
+                             f"{gt}x{gh}x{gw} grid need ({B}, {N}, {N})")
+    cells = torch.arange(T) * gt // T                                          # time cell of a frame
+
+    def strip(v: Tensor) -> Tensor:               # (C, T, H, W) -> (C, H, gt * W): cells side by side
+        return torch.cat([v[:, cells == c].float().mean(1) for c in range(gt)], dim=-1)
+
+    centre = np.array([((h + 0.5) * H / gh - 0.5, t * W + (w + 0.5) * W / gw - 0.5)
+                       for t in range(gt) for h in range(gh) for w in range(gw)])   # (N, 2)
+    vmax = max(symmetric_limit(p, 100.0) for p in pairs.values())
+    cmap = matplotlib.colormaps["RdBu_r"]
+    norm = matplotlib.colors.Normalize(-vmax, vmax)
+    fig = new_figure(figsize=(panel * gt * len(pairs) + 0.9, panel * B + 0.5),
+                     layout="constrained")
+    axes = np.asarray(fig.subplots(B, len(pairs), squeeze=False))
+    for b in range(B):
+        image = strip(clips[b])
+        for k, (name, p) in enumerate(pairs.items()):
+            ax = axes[b, k]
+            draw_overlay(ax, image, None, 1.0, grid=(gh, gw * gt),
+                         title=name if b == 0 else None, colour_image=True)
+            for c in range(1, gt):
+                ax.axvline(c * W - 0.5, color="white", lw=2)
+            for mask, colour in ((truth, TRUTH_COLOUR), (distractor, "#ff9900")):
+                if mask is not None:
+                    outline(ax, strip(mask[b][None].float())[0].numpy() > 0, colour, 1.0)
+            v = to_numpy(p[b])
+            iu = np.triu_indices(N, 1)
+            for s in np.argsort(-np.abs(v[iu]), kind="stable")[:top]:
+                i, j = iu[0][s], iu[1][s]
+                width = 1.2 + 2.5 * abs(v[i, j]) / vmax
+                ax.plot(centre[[i, j], 1], centre[[i, j], 0], "-", color="black",
+                        lw=width + 1.2)                        # visible where the value is pale
+                ax.plot(centre[[i, j], 1], centre[[i, j], 0], "-o", ms=3,
+                        color=cmap(norm(v[i, j])), lw=width)
+        if titles:
+            axes[b, 0].set_ylabel(titles[b], fontsize=7)
+    mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+    colorbar(fig, mappable, axes.ravel().tolist(), label=f"pair term (logit), top {top} per clip")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
     return fig
