@@ -8,7 +8,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test bench sweep posthoc scale video lint clean
+.PHONY: build run results test bench bench-gpu experiment sweep posthoc scale video video-pairs lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -31,6 +31,13 @@ bench: build                     ## speed: exact values of the ViT, sampler conv
 	$(PY) benchmarks/bench_vit_game.py --images 2 --threads 2
 	$(PY) benchmarks/bench_shapley_core.py
 
+bench-gpu: $(VENV)/.installed    ## GPU throughput and goals (skipped without CUDA): benchmarks/results_gpu.json
+	$(PY) benchmarks/bench_gpu.py
+
+CONFIG ?= configs/default.toml
+experiment: $(VENV)/.installed   ## one experiment from its config (CONFIG=..., ARGS="--data-root ..."); torchrun: see README
+	$(PY) -m experiments.run --config $(CONFIG) $(ARGS)
+
 sweep: build                     ## the accuracy-faithfulness trade-off (about 80 min): shap_overlays/sweep*
 	$(PY) -m evaluation.sweep --threads 2
 
@@ -42,6 +49,9 @@ scale: build                     ## 16, 64, 196 players, co-trained and frozen, 
 
 video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets, every sampler (under 1 h the first time): shap_overlays/video*
 	$(PY) -m evaluation.video --threads 2
+
+video-pairs: build               ## what video pair terms see: clips with local flicker (about 8 min): shap_overlays/video_pairs*
+	$(PY) -m evaluation.video_pairs --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

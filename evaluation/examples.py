@@ -75,9 +75,17 @@ def load_examples(spec: zoo.ModelSpec, model: nn.Module, per_class: int,
                   seed: int = EXAMPLE_SEED) -> Examples:
     """`per_class` test examples of each class of the spec's dataset, with relevant players."""
     ds = data.get_dataset(spec.dataset, "test", seed=spec.seed, **spec.data_options)
-    idx = stratified_indices(ds.tensors["y"].tolist(), per_class, seed, len(ds.classes))
+    labels = (ds.tensors["y"].tolist() if hasattr(ds, "tensors")     # generated data
+              else [y for _, y in ds.samples])                         # folders on disk
+    idx = stratified_indices(labels, per_class, seed, len(ds.classes))
     items = [ds[i] for i in idx]
     x = torch.stack([it["x"] for it in items])
+    if "truth" not in items[0]:              # data on disk: no ground truth, nothing relevant
+        n = model.n_players
+        return Examples(x, torch.stack([it["y"] for it in items]),
+                        torch.zeros(len(items), n, dtype=torch.bool),
+                        torch.zeros(len(items), *x.shape[2:], dtype=torch.bool), None,
+                        list(ds.classes), "none (data on disk has no ground truth)", idx)
     truth = torch.stack([it["truth"] for it in items]).bool()
     if "relevant" in items[0]:
         relevant, kind = torch.stack([it["relevant"] for it in items]), "relevant patches"

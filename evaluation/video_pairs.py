@@ -55,7 +55,7 @@ from viz.overlay import plot_video_pairs, save_figure
 PLAIN = "r3d_video_flicker"
 LEARNED = ("learned_r3d_video_flicker", "learned_r3d_tubelets_flicker")
 GRID = (2, 2, 2)
-PER_CLASS = 8
+PER_CLASS = 16
 FIGURE = "learnedSHAP_video_pairs.png"
 
 
@@ -133,10 +133,24 @@ def measure(name: str, quick: bool, per_class: int, progress: bool) -> dict:
     keys = ("object_auroc", "flicker_auroc", "flicker_share", "flicker_chance", "rel_l2_harsanyi")
     return {"model": name, "accuracy": trained.meta["accuracy"], "clips": len(ex),
             "per_class": per_class, "fingerprint": trained.meta.get("fingerprint"),
-            "sources": {s: {k: stats([r.get(k) for r in rows]) for k in keys}
+            "sources": {s: {k: spread([r.get(k) for r in rows]) for k in keys}
                         for s, rows in sources.items()},
             "_pairs": {s: torch.stack([c[s] for c in clips]) for s in clips[0]},
             "_examples": (ex, flicker)}
+
+
+def spread(values: list) -> dict | None:
+    """Mean, min, max, n and the standard error of the mean over the clips (nan and None out)."""
+    out = stats(values)
+    if out is not None:
+        v = [a for a in values if a is not None and a == a]
+        sd = math.sqrt(sum((a - out["mean"]) ** 2 for a in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+        out["se"] = sd / math.sqrt(len(v))
+    return out
+
+
+def mean_se(s: dict | None) -> str:
+    return "n/a" if s is None else f"{s['mean']:.3f} ± {s['se']:.3f}"
 
 
 def markdown(results: dict) -> str:
@@ -146,11 +160,12 @@ def markdown(results: dict) -> str:
     for m in results["models"]:
         for source, s in m["sources"].items():
             lines.append(f"| `{m['model']}` | {m['accuracy']:.3f} | {source} | "
-                         f"{f(s['object_auroc'], 'mean')} | {f(s['flicker_auroc'], 'mean')} | "
-                         f"{f(s['flicker_share'], 'mean')} ({f(s['flicker_chance'], 'mean')}) | "
+                         f"{mean_se(s['object_auroc'])} | {mean_se(s['flicker_auroc'])} | "
+                         f"{mean_se(s['flicker_share'])} ({f(s['flicker_chance'], 'mean')}) | "
                          f"{f(s['rel_l2_harsanyi'], 'mean')} |")
     return (f"{results['models'][0]['clips']} test clips ({results['per_class']} per class), "
-            f"8 tubelets (2 x 2 x 2), predicted class; AUROCs of |c_ij|, means over clips.\n\n"
+            f"8 tubelets (2 x 2 x 2), predicted class; AUROCs of |c_ij|; mean ± standard error "
+            f"over clips.\n\n"
             + "\n".join(lines))
 
 
@@ -160,10 +175,9 @@ def figure(measured: list[dict], clips_per_class: int = 1):
     k = clips_per_class * len(ex.classes)                 # the interleaved order: one per class
     pairs = {}
     for m in measured:
-        short = m["model"].replace("_flicker", "")
         for source in ("LearnedSHAP", "Harsanyi (exact)"):
             if source in m["_pairs"]:
-                pairs[f"{short}\n{source}"] = m["_pairs"][source][:k]
+                pairs[f"{m['model']}\n{source}"] = m["_pairs"][source][:k]
     return plot_video_pairs(ex.x[:k], pairs, grid=GRID, truth=ex.truth[:k],
                             distractor=flicker[:k], titles=[ex.classes[int(y)] for y in ex.y[:k]],
                             suptitle="Strongest pair terms (top 3) on clips with a local flicker "

@@ -4,6 +4,11 @@
 its seed (model init is the caller's: see `seeded`), and picks CUDA when present. A loss other than
 cross-entropy (LearnedSHAP's consistency loss) plugs in through `loss_fn`. Batches are dicts with
 `x` and `y` (this project's datasets) or `(x, y)` pairs (e.g. a plain `TensorDataset`).
+
+Under torchrun (`models.distributed`) each step runs inside DistributedDataParallel on this rank's
+shard of the global batch; on one process nothing changes. `amp="bf16"` runs the steps under
+bfloat16 autocast and `compile=True` compiles the step with `torch.compile` (both off by default;
+`benchmarks/bench_gpu.py` measures what they gain).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from models import distributed
 
 # loss_fn(model, batch, generator) -> (loss, logits): one step's loss and the logits scored for accuracy
 LossFn = Callable[[nn.Module, dict[str, Tensor], torch.Generator], tuple[Tensor, Tensor]]
@@ -81,32 +89,70 @@ def as_batch_dict(batch, device: torch.device) -> dict[str, Tensor]:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
+class Step(nn.Module):
+    """One training step's loss as a module: DistributedDataParallel and torch.compile wrap a
+    module's forward, and a LearnedSHAP loss calls several of the model's methods, not forward."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: dict[str, Tensor], gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        return self.loss_fn(self.model, batch, gen)
+
+
+AMP = {None: None, "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float = 3e-3,
           weight_decay: float = 0.05, seed: int = 0, loss_fn: LossFn | None = None,
           test_loader: DataLoader | None = None, device: torch.device | str | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> list[dict]:
-    """Train with AdamW and a cosine schedule; returns one dict per epoch (loss, accuracies, time)."""
+          progress: bool = True, log: Callable[[str], None] = print, amp: str | None = None,
+          compile: bool = False) -> list[dict]:
+    """Train with AdamW and a cosine schedule; returns one dict per epoch (loss, accuracies, time).
+
+    Under torchrun every rank trains its shard of each global batch and the history holds the
+    global loss and accuracy (summed over the ranks). Training randomness (masks, coalitions) is
+    drawn per rank from seed + rank, so a run whose loss draws none equals the one-process run up
+    to the order of float sums.
+    """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    if amp not in AMP:
+        raise ValueError(f"amp must be one of {sorted(k for k in AMP if k)} or None, got {amp!r}")
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batch (an empty dataset, or fewer "
                          "examples than batch_size with drop_last=True); give it data")
     device = torch.device(device) if device is not None else default_device()
     loss_fn = loss_fn or cross_entropy_loss()
-    gen = torch.Generator().manual_seed(seed)   # masks and other training randomness
+    sharded = distributed.active()
+    gen = torch.Generator().manual_seed(seed + distributed.rank())   # masks and other randomness
     model.to(device)
+    step: nn.Module = Step(model, loss_fn)
+    if sharded:
+        train_loader = distributed.sharded_loader(train_loader, seed)
+        # every parameter of the model need not take part in each step's loss (a frozen part)
+        step = DistributedDataParallel(step, device_ids=[device] if device.type == "cuda" else None,
+                                       find_unused_parameters=True)
+    if compile:
+        step = torch.compile(step)
+    autocast = (torch.autocast(device.type, dtype=AMP[amp]) if AMP[amp] is not None
+                else contextlib.nullcontext())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * len(train_loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     history = []
     for epoch in range(1, epochs + 1):
         model.train()
+        if sharded:
+            train_loader.sampler.set_epoch(epoch)
         start, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
         bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=None if progress else True)   # None: only on a terminal
+                   disable=None if progress and distributed.is_main() else True)   # None: a terminal
         for batch in bar:
             batch = as_batch_dict(batch, device)
-            loss, logits = loss_fn(model, batch, gen)
+            with autocast:
+                loss, logits = step(batch, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -116,14 +162,16 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
             loss_sum += loss.item() * n
             correct += (logits.argmax(1) == batch["y"]).sum().item()
             bar.set_postfix(loss=f"{loss_sum / total:.3f}")
+        loss_sum, correct, total = distributed.all_sum([loss_sum, correct, total], device)
         row = {"epoch": epoch, "loss": loss_sum / total, "train_acc": correct / total,
                "seconds": time.perf_counter() - start}
         if test_loader is not None:
             row["test_acc"] = evaluate(model, test_loader, device)
         history.append(row)
-        log(f"epoch {epoch}/{epochs}  loss {row['loss']:.4f}  train acc {row['train_acc']:.3f}"
-            + (f"  test acc {row['test_acc']:.3f}" if "test_acc" in row else "")
-            + f"  ({row['seconds']:.1f} s)")
+        if distributed.is_main():
+            log(f"epoch {epoch}/{epochs}  loss {row['loss']:.4f}  train acc "
+                f"{row['train_acc']:.3f}" + (f"  test acc {row['test_acc']:.3f}" if "test_acc"
+                                              in row else "") + f"  ({row['seconds']:.1f} s)")
     model.eval()
     return history
 

@@ -25,10 +25,12 @@ from pathlib import Path
 from torch import nn
 
 import data
+from models import distributed
 from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
 from models.posthoc import PostHocShap, posthoc_loss
 from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
 from models.resnet_3d import ResNet3DConfig, create_r3d
+from models.surrogate import surrogate_from, surrogate_loss
 from models.train import (
     LossFn,
     cross_entropy_loss,
@@ -243,10 +245,24 @@ VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 ]}
 
 
+# Models an experiment configuration adds (experiments.config.specs registers them by name).
+REGISTERED: dict[str, ModelSpec] = {}
+
+
+def register(*specs: ModelSpec) -> None:
+    """Make specs loadable by name (`load`, `resolve`), e.g. an experiment's models."""
+    for spec in specs:
+        builtin = SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS
+        if spec.name in builtin and builtin[spec.name] != spec:
+            raise ValueError(f"{spec.name!r} is a default model's name; give the experiment "
+                             "another name")
+        REGISTERED[spec.name] = spec
+
+
 def all_specs() -> dict[str, ModelSpec]:
     """Every model the zoo knows: the defaults, the post-hoc explainers, the scale and video
-    studies'."""
-    return SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS
+    studies', and any registered by an experiment."""
+    return SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | REGISTERED
 
 
 def quick_mode(quick: bool | None = None) -> bool:
@@ -271,18 +287,32 @@ def resolve(spec: ModelSpec | str, quick: bool | None = None) -> ModelSpec:
                    name=spec.name + "-quick")
 
 
+def backbone(spec: ModelSpec) -> nn.Module:
+    """The spec's ViT or 3D-ResNet: the small default, a timm ViT or torchvision's r3d_18
+    (`pretrained` in the config: weights from the local cache only)."""
+    config = dict(spec.config)
+    pretrained = config.pop("pretrained", False)
+    if "vit" in spec.kind:
+        cfg = ViTConfig(**config)
+        if not cfg.timm_name:
+            return create_vit(cfg)
+        return create_vit(cfg, pretrained=pretrained, n_classes=cfg.n_classes,
+                          image_size=cfg.image_size)
+    return create_r3d(ResNet3DConfig(**config), pretrained=pretrained)
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """An untrained model for `spec`, initialised from its seed."""
     head = {k: v for k, v in spec.head.items() if k in ("rank", "pairwise", "tubelets", "baseline")}
     with seeded(spec.init_seed):
-        if spec.kind == "vit":
-            return create_vit(ViTConfig(**spec.config))
-        if spec.kind == "r3d":
-            return create_r3d(ResNet3DConfig(**spec.config))
+        if spec.kind in ("vit", "r3d"):
+            return backbone(spec)
         if spec.kind == "learned_vit":
-            return LearnedShapViT(create_vit(ViTConfig(**spec.config)), **head)
+            return LearnedShapViT(backbone(spec), **head)
         if spec.kind == "learned_r3d":
-            return LearnedShapR3D(create_r3d(ResNet3DConfig(**spec.config)), **head)
+            return LearnedShapR3D(backbone(spec), **head)
+        if spec.kind == "surrogate_vit":
+            return surrogate_from(frozen_model(spec))
         if spec.kind == "learned_tubelet_r3d":
             return LearnedShapTubeletR3D(ResNet3DConfig(**spec.config), **head)
         if spec.kind == "posthoc_r3d":
@@ -292,7 +322,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
             return PostHocShap(frozen_model(spec), head=kind,
                                **({} if kind == "vit_shapley" else head))
     raise ValueError(f"unknown model kind {spec.kind!r}; expected vit, r3d, learned_vit, "
-                     "learned_r3d, learned_tubelet_r3d, posthoc_vit, posthoc_r3d")
+                     "learned_r3d, learned_tubelet_r3d, posthoc_vit, posthoc_r3d, surrogate_vit")
 
 
 def frozen_model(spec: ModelSpec) -> nn.Module:
@@ -313,7 +343,8 @@ def loaders(spec: ModelSpec):
 
 def source_files(spec: ModelSpec) -> list[Path]:
     """The source a model of this spec depends on: its data, its architecture, the training loop."""
-    files = sorted((ROOT / "data").glob("*.py")) + [ROOT / "models" / "train.py"]
+    files = sorted((ROOT / "data").glob("*.py")) + [ROOT / "models" / "train.py",
+                                                     ROOT / "models" / "distributed.py"]
     files.append(ROOT / "models" / ("vit.py" if "vit" in spec.kind else "resnet_3d.py"))
     if spec.kind.startswith(("learned", "posthoc")):
         # the head, what removing a player means, and the training coalitions' sampler
@@ -325,6 +356,8 @@ def source_files(spec: ModelSpec) -> list[Path]:
         files.append(ROOT / "models" / "posthoc_video.py")
     if spec.kind == "learned_tubelet_r3d":
         files.append(ROOT / "models" / "tubelet_r3d.py")
+    if spec.kind == "surrogate_vit":
+        files.append(ROOT / "models" / "surrogate.py")
     return files
 
 
@@ -344,7 +377,7 @@ def fingerprint(spec: ModelSpec) -> str:
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
     for path in source_files(spec):
         h.update(path.name.encode() + code_tokens(path))
-    if spec.kind.startswith("posthoc"):
+    if spec.kind.startswith(("posthoc", "surrogate")):
         h.update(fingerprint(resolve(spec.plain, spec.name.endswith("-quick"))).encode())
     return h.hexdigest()[:12]
 
@@ -369,6 +402,8 @@ def loss_for(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None = 
         return posthoc_video_loss(frozen_model(spec), spec.head.get("coalitions", 16), counter)
     if spec.kind == "posthoc_vit":
         return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter)
+    if spec.kind == "surrogate_vit":
+        return surrogate_loss(frozen_model(spec), spec.head.get("drop_prob", 0.5))
     if spec.kind.startswith("learned"):
         # every row gets a random coalition for the consistency term (drop_prob 1 there); the
         # classification term always sees the full input
@@ -378,23 +413,28 @@ def loss_for(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None = 
     return cross_entropy_loss(spec.drop_prob)
 
 
-def load(name: str, *, quick: bool | None = None, train_missing: bool = True,
-         device=None, progress: bool = True) -> Trained:
-    """The trained default model `name` (training it first when its checkpoint is missing)."""
+def load(name: str | ModelSpec, *, quick: bool | None = None, train_missing: bool = True,
+         device=None, progress: bool = True, amp: str | None = None,
+         compile: bool = False) -> Trained:
+    """The trained model `name` (a default's name, or a spec), training it first when its
+    checkpoint is missing; `amp` and `compile` only change how a missing one trains."""
     spec = resolve(name, quick)
     path = checkpoint_path(spec)
     model = build_model(spec)
     if not path.exists():
         if not train_missing:
             raise FileNotFoundError(f"{spec.name} is not trained yet (no {path}); run `make build`")
-        return fit(spec, device=device, progress=progress)
+        return fit(spec, device=device, progress=progress, amp=amp, compile=compile)
     meta = load_checkpoint(path, model)["meta"]
     return Trained(model.to(device or default_device()).eval(), meta, path)
 
 
-def fit(spec: ModelSpec, *, device=None, progress: bool = True) -> Trained:
-    """Train `spec` from scratch, evaluate it, and save its checkpoint."""
-    print(f"training {spec.name}: {spec.description}")
+def fit(spec: ModelSpec, *, device=None, progress: bool = True, amp: str | None = None,
+        compile: bool = False) -> Trained:
+    """Train `spec` from scratch, evaluate it, and save its checkpoint (under torchrun: every
+    rank trains its shard, rank 0 alone writes the checkpoint, atomically)."""
+    say = print if distributed.is_main() else (lambda *a, **k: None)
+    say(f"training {spec.name}: {spec.description}")
     train_loader, test_loader = loaders(spec)
     model = build_model(spec)
     counter = [0]                          # frozen-model evaluations (post-hoc explainers)
@@ -403,18 +443,21 @@ def fit(spec: ModelSpec, *, device=None, progress: bool = True) -> Trained:
     start = time.perf_counter()
     history = train(model, train_loader, epochs=spec.epochs, lr=spec.lr, seed=spec.init_seed,
                     loss_fn=loss_for(spec, len(train_loader), counter), device=device,
-                    progress=progress)
+                    progress=progress, amp=amp, compile=compile)
     seconds = time.perf_counter() - start
     # a post-hoc explainer's "accuracy" would be its frozen model's: it is not measured here
     accuracy = None if spec.kind.startswith("posthoc") else evaluate(model, test_loader)
     meta = {"name": spec.name, "accuracy": accuracy,
             "train_seconds": seconds, "history": history, "fingerprint": fingerprint(spec),
             "spec": json.loads(json.dumps(asdict(spec), default=str)),
-            "n_test": len(test_loader.dataset), "frozen_evals": counter[0]}
+            "n_test": len(test_loader.dataset), "frozen_evals": counter[0],
+            "processes": distributed.world_size()}
     path = checkpoint_path(spec)
-    save_checkpoint(path, model, meta)
+    if distributed.is_main():
+        save_checkpoint(path, model, meta)
+    distributed.barrier()                  # no rank reads the checkpoint before it exists
     done = ("" if accuracy is None else f"test accuracy {accuracy:.3f} ") + f"after {seconds:.0f} s"
-    print(f"{spec.name}: {done} -> {path}")
+    say(f"{spec.name}: {done} -> {path}")
     return Trained(model.eval(), meta, path)
 
 

@@ -2,12 +2,27 @@
 
 The quick benchmark and the notebooks in quick mode train the same tiny models and compute the
 same references; sharing one cache trains them once. It lives in pytest's temporary folder, so
-the repository's own cache is never touched.
+the repository's own cache is never touched. `image_tree` is a small ImageNet-layout folder.
 """
 
 import pytest
+from PIL import Image
+
+IMAGE_COLOURS = {"cat": (220, 30, 30), "dog": (30, 30, 220)}      # RGB
 
 
 @pytest.fixture(scope="session")
 def quick_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("quick-cache")
+
+
+@pytest.fixture
+def image_tree(tmp_path):
+    """root/train/<class>/*.jpg and root/val/<class>/*.png: 3 images of one colour per class."""
+    root = tmp_path / "images"
+    for split, ext in (("train", ".jpg"), ("val", ".png")):
+        for c, rgb in IMAGE_COLOURS.items():
+            (root / split / c).mkdir(parents=True)
+            for k in range(3):
+                Image.new("RGB", (40 + 8 * k, 30), rgb).save(root / split / c / f"{c}{k}{ext}")
+    return root

@@ -6,11 +6,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import data
 from data import base, digits, patch_game, video
 from data.base import cell_truth, patch_truth
+from tests.conftest import IMAGE_COLOURS
 
 SMALL = {  # options that keep every generated dataset to a few dozen items
     "patch_game": {"n_train": 48, "n_test": 24},
@@ -280,18 +280,6 @@ def test_corrupt_cache_is_regenerated_with_a_warning(cache):
 
 # --- data on disk ---------------------------------------------------------------------------------
 
-IMAGE_COLOURS = {"cat": (220, 30, 30), "dog": (30, 30, 220)}      # RGB
-
-
-@pytest.fixture
-def image_tree(tmp_path):
-    root = tmp_path / "images"
-    for split, ext in (("train", ".jpg"), ("val", ".png")):
-        for c, rgb in IMAGE_COLOURS.items():
-            (root / split / c).mkdir(parents=True)
-            for k in range(3):
-                Image.new("RGB", (40 + 8 * k, 30), rgb).save(root / split / c / f"{c}{k}{ext}")
-    return root
 
 
 def write_avi(path, rgb, frames=10, size=(48, 40)):

@@ -374,8 +374,9 @@ def plot_video_pairs(clips: Tensor, pairs: dict[str, Tensor], *, grid: tuple[int
     Each panel shows the clip's time cells side by side (the mean frame of each of the grid's gt
     time cells) with the tubelet borders, the moving object outlined in green (`truth`
     (B, T, H, W)) and the distractor in orange (`distractor` (B, T, H, W)); the `top` pairs by
-    |value| are lines between tubelet centres, coloured by value on one shared scale (red: the
-    pair raises the class together, blue: lowers it).
+    |value| are lines between tubelet centres, coloured by value (red: the pair raises the class
+    together, blue: lowers it). Each column has its own scale, its largest |value| (named in its
+    title), because models differ in the size of their logits.
     """
     clips = batched(clips, 5)
     B, _, T, H, W = clips.shape
@@ -392,18 +393,17 @@ def plot_video_pairs(clips: Tensor, pairs: dict[str, Tensor], *, grid: tuple[int
 
     centre = np.array([((h + 0.5) * H / gh - 0.5, t * W + (w + 0.5) * W / gw - 0.5)
                        for t in range(gt) for h in range(gh) for w in range(gw)])   # (N, 2)
-    vmax = max(symmetric_limit(p, 100.0) for p in pairs.values())
     cmap = matplotlib.colormaps["RdBu_r"]
-    norm = matplotlib.colors.Normalize(-vmax, vmax)
+    norm = matplotlib.colors.Normalize(-1.0, 1.0)        # values over their column's limit
     fig = new_figure(figsize=(panel * gt * len(pairs) + 0.9, panel * B + 0.5),
                      layout="constrained")
     axes = np.asarray(fig.subplots(B, len(pairs), squeeze=False))
     for b in range(B):
         image = strip(clips[b])
         for k, (name, p) in enumerate(pairs.items()):
-            ax = axes[b, k]
-            draw_overlay(ax, image, None, 1.0, grid=(gh, gw * gt),
-                         title=name if b == 0 else None, colour_image=True)
+            ax, vmax = axes[b, k], symmetric_limit(p, 100.0)
+            draw_overlay(ax, image, None, 1.0, grid=(gh, gw * gt), colour_image=True,
+                         title=f"{name}\nscale: max |c_ij| = {vmax:.3g}" if b == 0 else None)
             for c in range(1, gt):
                 ax.axvline(c * W - 0.5, color="white", lw=2)
             for mask, colour in ((truth, TRUTH_COLOUR), (distractor, "#ff9900")):
@@ -417,11 +417,12 @@ def plot_video_pairs(clips: Tensor, pairs: dict[str, Tensor], *, grid: tuple[int
                 ax.plot(centre[[i, j], 1], centre[[i, j], 0], "-", color="black",
                         lw=width + 1.2)                        # visible where the value is pale
                 ax.plot(centre[[i, j], 1], centre[[i, j], 0], "-o", ms=3,
-                        color=cmap(norm(v[i, j])), lw=width)
+                        color=cmap(norm(v[i, j] / vmax)), lw=width)
         if titles:
             axes[b, 0].set_ylabel(titles[b], fontsize=7)
     mappable = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
-    colorbar(fig, mappable, axes.ravel().tolist(), label=f"pair term (logit), top {top} per clip")
+    colorbar(fig, mappable, axes.ravel().tolist(),
+             label=f"pair term / its column's max |c_ij| (top {top} per clip)")
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     return fig
