@@ -87,6 +87,7 @@ class Run:
     threads: int | None = None
     per_class: int = 2                   # examples of each class in the report and benchmark
     reference_budget: int = 8320         # sampled reference beyond 16 players (two halves)
+    remainder_coalitions: int = 1000     # the game's higher-order remainder (0: not measured)
     methods: list = field(default_factory=lambda: ["learned_shap", "vit_shapley", "permutation",
                                                   "kernel_shap", "gradient_shap"])
     budgets: list = field(default_factory=lambda: [2, 8])    # sampler budgets, in units of 2n

@@ -115,7 +115,7 @@ def report(exp: cfg.Experiment, specs: dict, device, progress: bool) -> dict:
     model = learned.model.eval()
     ex = load_examples(specs[f"{exp.name}_learned"], model, exp.run.per_class)
     refs = references(model, ex, exp)
-    agreement = compare(model, ex, refs)
+    agreement = compare(model, ex, refs, exp.run.remainder_coalitions)
     return {"experiment": exp.name, "model": f"{exp.name}_learned", "n_players": model.n_players,
             "reference": refs[0].describe(), "examples": len(ex), "per_class": exp.run.per_class,
             "accuracy": learned.meta["accuracy"], "classifier_accuracy": plain.meta["accuracy"],

@@ -82,6 +82,29 @@ def test_image_folder_with_a_timm_vit_created_without_weights(image_tree, tmp_pa
     assert json.loads((out / "config.json").read_text())["data"]["root"] == str(image_tree)
 
 
+def test_video_folder_with_r3d_18_created_without_weights(tmp_path, monkeypatch):
+    """A UCF101-layout folder the test writes, torchvision's r3d_18 with random weights."""
+    from evaluation.real_video import write_demo_folder
+
+    root = write_demo_folder(tmp_path / "ucf", frames=16, size=32, per_class=5)
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    results = experiment.main([
+        "--config", "ucf101_r3d18.toml", "--data-root", str(root), "--no-progress",
+        "--set", "model.pretrained=false", "--set", "name=folder_r3d",
+        "--set", "data.options={'frames': 16, 'image_size': 32}", "--set", "train.epochs=1",
+        "--set", "train.batch_size=4", "--set", "run.per_class=1", "--set", "run.threads=1",
+        "--set", "run.amp='none'", "--set", "run.methods=['learned_shap', 'permutation']",
+        "--set", "run.budgets=[1]", "--set", "run.remainder_coalitions=0",
+        "--set", f"run.out={out}", "--stage", "classifier", "learned", "report", "benchmark"])
+    assert results["classifier"]["model"] == "folder_r3d"
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_players"] == 8 and report["reference"] == "exact"
+    assert report["agreement"]["efficiency_gap"]["max"] < 1e-4   # v(empty) by one more forward
+    methods = [r["method"] for r in json.loads((out / "benchmark.json").read_text())["rows"]]
+    assert methods == ["learned_shap", "permutation"]
+
+
 def test_pretrained_weights_are_read_from_the_cache_only():
     exp = cfg.load(None, ["model.name=vit_tiny_patch16_224", "model.pretrained=true",
                           "name=offline_check"])
