@@ -125,7 +125,11 @@ def plan(key: str, model: nn.Module, settings: Settings) -> list[RunSpec]:
               RunSpec("captum_gradient_shap", options=tuple(gradients),
                       explains=GRADIENT_EXPLAINS["captum_gradient_shap"]),
               RunSpec("integrated_gradients", options=(("n_steps", settings.ig_steps),),
-                      explains=GRADIENT_EXPLAINS["integrated_gradients"])]
+                      explains=GRADIENT_EXPLAINS["integrated_gradients"]),
+              # the plain gradient maps the saliency literature compares against (no units)
+              RunSpec("saliency", explains="|gradient|"),
+              RunSpec("smoothgrad", options=(("n_samples", settings.n_samples),),
+                      explains="|gradient|, noise 0.15")]
     if video:   # the game's own removal is a blur: the gradient methods' matching reference
         specs += [RunSpec("gradient_shap", variant="blur ref", explains="ref blur = the game's",
                           options=(*gradients, ("background", "blur"))),

@@ -17,8 +17,9 @@ from evaluation.examples import Examples
 from evaluation.timing import timed_explain
 
 SAMPLERS = ("permutation", "kernel")
-# maps without the game's units (attention weights, CAMs scaled to [0, 1]): no relative L2
-UNITLESS = {"attention", "attention_rollout", "gradcam_pp"}
+# maps without the game's units (attention weights, CAMs scaled to [0, 1], gradient magnitudes):
+# no relative L2
+UNITLESS = {"attention", "attention_rollout", "gradcam_pp", "saliency", "smoothgrad"}
 GAME_METHODS = {"learned_shap", "exact", *SAMPLERS}
 
 

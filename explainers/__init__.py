@@ -4,8 +4,8 @@
     att = explain("gradient_shap", model, x)          # att.values (B, N), att.pixel_map (B, H, W)
 
 Methods (one file each, registered in EXPLAINERS): gradient_shap, captum_gradient_shap,
-integrated_gradients, deeplift_shap, gradcam_pp, attention, attention_rollout, exact,
-permutation, kernel, learned_shap, and for frozen ViTs the trained explainers
+integrated_gradients, saliency, smoothgrad, deeplift_shap, gradcam_pp, attention,
+attention_rollout, exact, permutation, kernel, learned_shap, and for frozen ViTs the trained explainers
 learned_shap_posthoc and vit_shapley. The machinery they share (the verb, the registry, input
 checks, isolation, row counting) is in `explainers.core`.
 """
@@ -23,6 +23,8 @@ from explainers import (  # noqa: F401  (each module registers its method)
     learned_shap,
     learned_shap_posthoc,
     permutation,
+    saliency,
+    smoothgrad,
     vit_shapley,
 )
 from explainers.core import (

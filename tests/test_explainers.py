@@ -24,13 +24,15 @@ FAST = {                                   # small budgets: every test stays at 
     "gradient_shap": {"n_samples": 16},
     "captum_gradient_shap": {"n_samples": 16},
     "integrated_gradients": {"n_steps": 8},
+    "smoothgrad": {"n_samples": 8},
     "permutation": {"budget": 128},
     "kernel": {"budget": 128},
 }
 VIT_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
-               "permutation", "kernel", "attention", "attention_rollout", "gradcam_pp"]
+               "permutation", "kernel", "attention", "attention_rollout", "gradcam_pp",
+               "saliency", "smoothgrad"]
 VIDEO_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
-                 "permutation", "kernel", "gradcam_pp", "deeplift_shap"]
+                 "permutation", "kernel", "gradcam_pp", "deeplift_shap", "saliency", "smoothgrad"]
 
 
 class Linear(nn.Module):
@@ -173,6 +175,30 @@ def test_linear_model_gives_w_times_x_minus_baseline(method, shape):
     # efficiency: the values add up to f(x) - f(baseline)
     gap = model(x)[[0, 1], target] - model(baseline[None])[0, target]
     torch.testing.assert_close(att.values.sum(1), gap.detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["saliency", "smoothgrad"])
+@pytest.mark.parametrize("absolute", [True, False])
+def test_gradient_maps_of_a_linear_model_are_its_weights(method, absolute):
+    """f = w.x + b has the gradient w everywhere, so saliency and SmoothGrad (whatever the noise)
+    give |w| (or w) per pixel, summed over channels and over each player's pixels."""
+    torch.manual_seed(0)
+    model = Linear((3, 8, 8))
+    x = torch.rand(2, 3, 8, 8)
+    target = torch.tensor([1, 2])
+    mask = patch_feature_mask(8, 8, 4)
+    att = explain(method, model, x, target, feature_mask=mask, absolute=absolute,
+                  **({"n_samples": 4} if method == "smoothgrad" else {}))
+    w = model.weight.detach()[target].view(2, 3, 8, 8)
+    pixels = (w.abs() if absolute else w).sum(1)                           # (B, H, W)
+    torch.testing.assert_close(att.pixel_map, pixels, rtol=1e-5, atol=1e-6)
+    expected = torch.stack([pixels[:, mask == i].sum(1) for i in range(4)], 1)
+    torch.testing.assert_close(att.values, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_smoothgrad_rejects_a_noise_level_that_is_not_positive(vit, images):
+    with pytest.raises(ValueError, match="positive standard deviation"):
+        explain("smoothgrad", vit, images, noise=0.0)
 
 
 def test_exact_is_the_shapley_core(vit, images):
