@@ -117,7 +117,8 @@ def plan(key: str, model: nn.Module, settings: Settings) -> list[RunSpec]:
     n = model.n_players
     video = key == "r3d_video"
     gradients = [("n_samples", settings.n_samples)]
-    specs = [RunSpec("learned_shap", explains="the game"), RunSpec("exact", explains="the game")]
+    specs = [RunSpec("learned_shap", explains="the game"), RunSpec("exact", explains="the game"),
+             RunSpec("hierarchical_shapley", explains="the game, quadrants then inside")]
     for sampler in SAMPLERS:
         specs += [RunSpec(sampler, 2 * n * m, explains="the game") for m in settings.budgets[key]]
     specs += [RunSpec("gradient_shap", options=tuple(gradients),

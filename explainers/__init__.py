@@ -5,8 +5,8 @@
 
 Methods (one file each, registered in EXPLAINERS): gradient_shap, captum_gradient_shap,
 integrated_gradients, saliency, smoothgrad, deeplift_shap, gradcam_pp, attention,
-attention_rollout, exact, permutation, kernel, learned_shap, and for frozen ViTs the trained explainers
-learned_shap_posthoc and vit_shapley. The machinery they share (the verb, the registry, input
+attention_rollout, exact, hierarchical_shapley, permutation, kernel, learned_shap, and for
+frozen ViTs the trained explainers learned_shap_posthoc and vit_shapley. The machinery they share (the verb, the registry, input
 checks, isolation, row counting) is in `explainers.core`.
 """
 
@@ -18,6 +18,7 @@ from explainers import (  # noqa: F401  (each module registers its method)
     exact,
     gradcam_pp,
     gradient_shap,
+    hierarchical_shapley,
     integrated_gradients,
     kernel,
     learned_shap,

@@ -30,9 +30,10 @@ FAST = {                                   # small budgets: every test stays at 
 }
 VIT_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
                "permutation", "kernel", "attention", "attention_rollout", "gradcam_pp",
-               "saliency", "smoothgrad"]
+               "saliency", "smoothgrad", "hierarchical_shapley"]
 VIDEO_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
-                 "permutation", "kernel", "gradcam_pp", "deeplift_shap", "saliency", "smoothgrad"]
+                 "permutation", "kernel", "gradcam_pp", "deeplift_shap", "saliency", "smoothgrad",
+                 "hierarchical_shapley"]
 
 
 class Linear(nn.Module):
@@ -652,3 +653,16 @@ def test_deeplift_shap_groups_references_without_changing_the_answer(r3d, clips)
     grouped = explain("deeplift_shap", r3d, clips[:1], 0, tubelets=TUBELETS, background=refs,
                       batch_size=4)                   # groups of 2, 2 and 1 references
     torch.testing.assert_close(grouped.values, whole.values, rtol=1e-4, atol=1e-5)
+
+
+def test_hierarchical_shapley_explains_through_the_verb(vit9):
+    """Nine patches (3 x 3): quadrants of 1, 2, 2 and 4 patches, fewer rows than 2^9."""
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(5))
+    att = explain("hierarchical_shapley", vit9, x, target=1)
+    flat = explain("exact", vit9, x, target=1)
+    torch.testing.assert_close(att.values.sum(1), flat.values.sum(1), rtol=1e-4, atol=1e-5)
+    assert att.cost.forwards == sum(att.extras["coalitions"]) < flat.cost.forwards
+    coarse = explain("hierarchical_shapley", vit9, x, target=1, tolerance=float("inf"))
+    assert coarse.extras["coalitions"] == [16, 16]
+    with pytest.raises(ValueError, match="grid of players"):
+        explain("hierarchical_shapley", vit9, x, feature_mask=torch.arange(144).view(12, 12) % 4)

@@ -437,3 +437,78 @@ def test_shapiq_samplers_explain_one_class_and_count_what_they_ask(name):
     assert err < 0.5, err                    # every one of them is in the right place
     with pytest.raises(ValueError, match="unknown shapiq sampler"):
         shapiq_sampler("shapiq_magic")
+
+
+# --- hierarchical exact Shapley ---------------------------------------------------------------
+def dividend_game(groups: list[list[int]], n_classes: int = 3, seed: int = 0,
+                  max_order: int | None = None):
+    """v(S) = sum of a random dividend for every non-empty subset (of at most `max_order`
+    players) of each group in S."""
+    gen = torch.Generator().manual_seed(seed)
+    divs = [(list(sub), torch.randn(n_classes, generator=gen, dtype=torch.float64))
+            for g in groups for r in range(1, min(len(g), max_order or len(g)) + 1)
+            for sub in itertools.combinations(g, r)]
+
+    def game(c: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(len(c), n_classes, dtype=torch.float64)
+        for members, d in divs:
+            out += c[:, members].all(1, keepdim=True).double() * d
+        return out
+
+    return game
+
+
+QUADRANTS = [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]   # of a 4 x 4 grid
+
+
+def test_hierarchical_equals_flat_exact_without_cross_quadrant_interactions():
+    from shapley.hierarchical import hierarchical_shapley
+
+    game = dividend_game(QUADRANTS)
+    flat = shapley_from_table(evaluate_all(game, 16))
+    res = hierarchical_shapley(game, (4, 4))
+    torch.testing.assert_close(res.values, flat, rtol=0, atol=1e-10)
+    # 16 coalitions of quadrants, then 14 new ones inside each quadrant (its empty and full
+    # coalitions were already evaluated): 72 instead of 2^16
+    assert (res.n_evals, res.nodes) == (72, 5)
+
+
+def test_hierarchical_is_efficient_and_stops_where_told():
+    from shapley.hierarchical import hierarchical_shapley
+
+    game = dividend_game([list(range(16))], seed=1, max_order=2)   # pairs across quadrants
+    flat = shapley_from_table(evaluate_all(game, 16))
+    for tolerance in (0.0, 0.3, float("inf")):
+        res = hierarchical_shapley(game, (4, 4), tolerance=tolerance)
+        torch.testing.assert_close(res.values.sum(0), res.v_full - res.v_empty)
+    coarse = hierarchical_shapley(game, (4, 4), tolerance=float("inf"))
+    assert (coarse.n_evals, coarse.nodes) == (16, 1)
+    for q in QUADRANTS:                                     # each quadrant's share, spread evenly
+        assert torch.allclose(coarse.values[q], coarse.values[q[0]].expand(4, -1))
+    fine = hierarchical_shapley(game, (4, 4))
+    assert not torch.allclose(fine.values, flat)            # cross-quadrant terms are split
+    with pytest.raises(ValueError, match="tolerance must be >= 0"):
+        hierarchical_shapley(game, (4, 4), tolerance=-1.0)
+
+
+def test_hierarchical_splits_clips_in_time_and_space():
+    from shapley.hierarchical import hierarchical_shapley, split
+
+    assert len(split(((0, 2), (0, 4), (0, 4)))) == 8        # octants of a 2 x 4 x 4 grid
+    assert split(((0, 1), (0, 2), (0, 2))) == [((0, 1), (0, 1), (0, 1)), ((0, 1), (0, 1), (1, 2)),
+                                              ((0, 1), (1, 2), (0, 1)), ((0, 1), (1, 2), (1, 2))]
+    grid = torch.arange(32).view(2, 4, 4)
+    octants = [grid[t:t + 1, h:h + 2, w:w + 2].flatten().tolist()
+               for t in (0, 1) for h in (0, 2) for w in (0, 2)]
+    game = dividend_game(octants, seed=2)
+    res = hierarchical_shapley(game, (2, 4, 4))
+    # the flat values of the 32 players, from each octant's 2^4 sub-table: the game is additive
+    # over octants, so phi_i is i's Shapley value in its octant's own game
+    exact = torch.zeros(32, 3, dtype=torch.float64)
+    for o in octants:
+        idx = torch.arange(16)
+        masks = torch.zeros(16, 32, dtype=torch.bool)
+        for j, p in enumerate(o):
+            masks[:, p] = ((idx >> j) & 1).bool()
+        exact[o] = shapley_from_table(game(masks))
+    torch.testing.assert_close(res.values, exact, rtol=0, atol=1e-10)
