@@ -5,9 +5,10 @@ LearnedSHAP 3D-ResNets on the motion clips, each scored like the scale study's c
 every sampler on a doubling grid from 2n to 32n evaluations, break-even, remainder, seconds):
 
 - `learned_r3d_video`, the whole-clip 3D-ResNet with a Harsanyi head on its feature grid pooled to
-  8 tubelets; its game removes a tubelet by blurring its pixels; and three ablations of it, one
+  8 tubelets; its game removes a tubelet by blurring its pixels; and five ablations of it, one
   cause at a time: tubelets removed to zeros (an empty clip that does not depend on the input),
-  paired Shapley-kernel coalitions in the consistency loss, and consistency weight 100;
+  paired Shapley-kernel coalitions in the consistency loss, consistency weight 100, no warm-up,
+  and pair forms of rank 32 (capacity);
 - `learned_r3d_tubelets` and `learned_r3d_tubelets32`, the tubelet-local 3D-ResNet
   (`models.tubelet_r3d`) at 8 (2 x 2 x 2) and 32 (2 x 4 x 4) tubelets, whose game drops tubelet
   tokens and is pairwise by construction.
@@ -49,7 +50,8 @@ from tools.readme import replace_block
 from viz.overlay import save_figure
 
 MODELS = ("learned_r3d_video", "learned_r3d_video_zeros", "learned_r3d_video_kernel",
-          "learned_r3d_video_w100", "learned_r3d_tubelets", "learned_r3d_tubelets32")
+          "learned_r3d_video_w100", "learned_r3d_video_warm0", "learned_r3d_video_rank32",
+          "learned_r3d_tubelets", "learned_r3d_tubelets32")
 FROZEN = ("posthoc_r3d_video", "posthoc_r3d_video32")    # explainers of the frozen r3d_video
 REMAINDER_COALITIONS = 1000
 REFERENCE_BUDGET32 = 8320       # 2 x 4,160 evaluations: 65 antithetic pairs of permutations a half

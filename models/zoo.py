@@ -201,14 +201,17 @@ FLICKER = {"local_flicker": (1, 2)}
 VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     # Ablations of the whole-clip default (learned_r3d_video), one cause at a time: an empty clip
     # that does not depend on the input (zeros instead of the blur), the coalitions of the
-    # consistency loss (the Shapley kernel, each with its complement), and its weight (100).
+    # consistency loss (the Shapley kernel, each with its complement), its weight (100), its
+    # warm-up (none instead of one epoch) and the head's capacity (rank 32 instead of 8).
     *(ModelSpec(f"learned_r3d_video_{tag}", "learned_r3d", "video", {"n_classes": 4}, epochs=6,
                 batch_size=32, head={**WHOLE_CLIP, **change}, plain="r3d_video", quick=QUICK_VIDEO,
                 description=f"LearnedSHAP 3D-ResNet (whole clip, 8 tubelets), {what}")
       for tag, change, what in [
           ("zeros", {"baseline": "zeros"}, "tubelets removed to zeros"),
           ("kernel", {"sampler": "kernel_paired"}, "paired Shapley-kernel coalitions"),
-          ("w100", {"consistency": 100.0}, "consistency weight 100")]),
+          ("w100", {"consistency": 100.0}, "consistency weight 100"),
+          ("warm0", {"warmup_epochs": 0}, "no warm-up (consistency from the first step)"),
+          ("rank32", {"rank": 32}, "pair forms of rank 32 (capacity)")]),
     # Post-hoc LearnedSHAP of the frozen plain 3D-ResNet (r3d_video) on its blurred-tubelet game,
     # at 8 and 32 tubelets: 16 coalitions a clip (8 kernel coalitions and their complements) plus
     # the two ends, so an epoch of 2,000 clips costs 36,000 frozen-model evaluations.
