@@ -8,7 +8,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test bench bench-gpu experiment sweep posthoc scale video video-pairs lint clean
+.PHONY: build run results test bench bench-gpu experiment sweep posthoc scale video video-pairs shap-blur layers lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -52,6 +52,12 @@ video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets,
 
 video-pairs: build               ## what video pair terms see: clips with local flicker (about 8 min): shap_overlays/video_pairs*
 	$(PY) -m evaluation.video_pairs --threads 2
+
+shap-blur: build                 ## shap's blur-masked workflow vs exact Shapley and Owen values of its game (about 45 min): shap_overlays/blur_game*
+	$(PY) -m evaluation.blur_game --threads 2
+
+layers: build                    ## Shap-CAM, layer DeepLiftShap and GradCAM++ at every ResNet block: shap_overlays/layers*, shap_cam_layers.png
+	$(PY) -m evaluation.layers --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

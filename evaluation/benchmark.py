@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -131,6 +132,16 @@ def plan(key: str, model: nn.Module, settings: Settings) -> list[RunSpec]:
               RunSpec("saliency", explains="|gradient|"),
               RunSpec("smoothgrad", options=(("n_samples", settings.n_samples),),
                       explains="|gradient|, noise 0.15")]
+    # shap's blur-masked workflow as image users call it (Partition, and its permutation twin at
+    # one permutation), on logits so that its values share the table's units; its own game
+    # (OpenCV's box blur of half the image side), so its error includes the change of game
+    pixels = n if video else 3 * math.prod(getattr(model, "image_size", (32, 32)))
+    shap_budget = 16 * n
+    specs += [RunSpec("shap_partition", options=(("max_evals", shap_budget), ("output", "logit")),
+                      explains="shap's blur game: Owen values"),
+              RunSpec("shap_permutation", options=(("max_evals", max(shap_budget, 2 * pixels + 1)),
+                                                   ("output", "logit")),
+                      explains="shap's blur game: Owen values (tree permutations)")]
     if video:   # the game's own removal is a blur: the gradient methods' matching reference
         specs += [RunSpec("gradient_shap", variant="blur ref", explains="ref blur = the game's",
                           options=(*gradients, ("background", "blur"))),
@@ -138,6 +149,10 @@ def plan(key: str, model: nn.Module, settings: Settings) -> list[RunSpec]:
                           explains="baseline blur = the game's",
                           options=(("n_steps", settings.ig_steps), ("baseline", "blur"))),
                   RunSpec("deeplift_shap", explains="refs black + blur"),
+                  # Shap-CAM at the middle stage: at the last one a cell removed to the map's
+                  # mean is invisible to the average pool that follows
+                  RunSpec("shap_cam", options=(("target_layer", "layer2.0"), ("output", "logit")),
+                          explains="cells of layer2.0, removed to the map's mean"),
                   RunSpec("gradcam_pp", explains="layer: last stage (the head's input)")]
     else:
         specs += [RunSpec("gradcam_pp", explains="layer: final norm (the head's input)"),

@@ -5,7 +5,9 @@
 
 Methods (one file each, registered in EXPLAINERS): gradient_shap, captum_gradient_shap,
 integrated_gradients, saliency, smoothgrad, deeplift_shap, gradcam_pp, attention,
-attention_rollout, exact, hierarchical_shapley, permutation, kernel, learned_shap, and for
+attention_rollout, exact, hierarchical_shapley, permutation, kernel, shap_partition and
+shap_permutation (shap's blur-masked image workflow), shap_cam (Shapley values of a CNN
+layer's cells), learned_shap, and for
 frozen ViTs the trained explainers learned_shap_posthoc and vit_shapley. The machinery they share (the verb, the registry, input
 checks, isolation, row counting) is in `explainers.core`.
 """
@@ -25,6 +27,8 @@ from explainers import (  # noqa: F401  (each module registers its method)
     learned_shap_posthoc,
     permutation,
     saliency,
+    shap_blur,
+    shap_cam,
     smoothgrad,
     vit_shapley,
 )

@@ -18,6 +18,7 @@ from explainers.core import (
     find_timm_vit,
     model_name,
     register,
+    resolve_layer,
     watch,
 )
 
@@ -79,15 +80,22 @@ def deeplift_ready(model: nn.Module, probe: Tensor) -> nn.Module:
 @register("deeplift_shap")
 def deeplift_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed: int,
                   background: Tensor | str | Sequence[str] | None = None,
-                  batch_size: int = 32) -> Result:
+                  target_layer: str | nn.Module | None = None, batch_size: int = 32) -> Result:
     """captum.attr.DeepLiftShap pixel attributions, one DeepLift per reference, averaged.
 
     Works on ReLU networks with BatchNorm in eval mode (an affine map), e.g. the 3D-ResNet;
     references as for `gradient_shap` (default: zeros and a blurred copy of each input). The
     attributions of each input sum to f(x) - mean f(reference) (DeepLift's completeness). One
     pass runs 2 rows per reference, so references go in groups of `batch_size` / 2.
+
+    With `target_layer` (a block of the CNN or its name, as for gradcam_pp and shap_cam):
+    captum's LayerDeepLiftShap, attributions of that layer's feature-map cells (summed over
+    channels; they too sum to f(x) - mean f(reference)), upsampled to the input as Shap-CAM's
+    cells are (`explainers.shap_cam.upsample_cells`).
     """
-    from captum.attr import DeepLiftShap
+    from captum.attr import DeepLiftShap, LayerDeepLiftShap
+
+    from explainers.shap_cam import upsample_cells
 
     if find_timm_vit(model) is not None:
         raise ValueError("deeplift_shap cannot explain ViT: captum's DeepLift has no rules for "
@@ -96,12 +104,17 @@ def deeplift_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players,
     if bad:
         raise ValueError(f"deeplift_shap cannot explain {model_name(model)}: captum's DeepLift has "
                          f"no rules for {'/'.join(bad)}; use gradient_shap or exact")
-    explainer = DeepLiftShap(deeplift_ready(model, x[:1]))
+    net = deeplift_ready(model, x[:1])
+    explainer, layer_name = DeepLiftShap(net), None
+    if target_layer is not None:
+        module = resolve_layer(model, target_layer, "deeplift_shap")
+        layer_name = next(n for n, m in model.named_modules() if m is module)
+        explainer = LayerDeepLiftShap(net, dict(net.named_modules())[layer_name])
     group = max(batch_size // 2, 2)
     rows = []
     for xi, k in zip(x, target.tolist(), strict=True):   # xi: (C, *S)
         refs = background_for(xi, background)              # (M, C, *S)
-        total = torch.zeros_like(xi)
+        total = 0.0
         for bg in refs.split(group):
             n = len(bg)
             if n == 1:
@@ -113,4 +126,7 @@ def deeplift_shap(model: nn.Module, x: Tensor, target: Tensor, players: Players,
                                            target=k)       # (1, C, *S), mean over the group
             total += attr[0].detach() * n
         rows.append(total / len(refs))
-    return Result(pixels=torch.stack(rows))                # (B, C, *S)
+    if layer_name is None:
+        return Result(pixels=torch.stack(rows))            # (B, C, *S)
+    cells = torch.stack(rows).sum(1)                       # (B, *cells): channels summed
+    return Result(pixel_map=upsample_cells(cells, tuple(x.shape[2:])), extras={"cells": cells})

@@ -13,6 +13,7 @@ from explainers.core import (
     find_timm_vit,
     head_reads_class_token,
     register,
+    resolve_layer,
     unsupported,
 )
 
@@ -29,7 +30,7 @@ def token_grid(n_prefix: int, grid: tuple[int, int]) -> Callable[[Tensor], Tenso
 
 @register("gradcam_pp")
 def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, seed: int,
-               target_layer: nn.Module | None = None, batch_size: int = 32) -> Result:
+               target_layer: str | nn.Module | None = None, batch_size: int = 32) -> Result:
     """GradCAM++ pixel map (B, H, W) or (B, T, H, W), scaled to [0, 1] per input.
 
     The default layer is one whose activations reach the logits of the model explained: for a
@@ -37,8 +38,8 @@ def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
     attention reads; after the last block only the class token reaches the head, so the patch
     tokens there have no gradient); for a ViT whose head reads the patch tokens (LearnedSHAP,
     mean pooling), the final norm, whose patch tokens are the head's input; for a CNN, its
-    `feature_layer` (the 3D-ResNet's last stage, which the head pools). `target_layer`
-    overrides it.
+    `feature_layer` (the ResNets' last stage, which the head pools). `target_layer` overrides
+    it: a module of the model or its name (a ResNet's `blocks()`, e.g. "layer2.0").
     """
     from pytorch_grad_cam import GradCAMPlusPlus
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -55,7 +56,9 @@ def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
             raise unsupported("gradcam_pp", model, "it has no feature_layer (its last "
                               "convolutional stage)", "gradcam_pp with target_layer=<that "
                               "layer>, or gradient_shap")
-    elif vit is not None:
+    else:
+        target_layer = resolve_layer(model, target_layer, "gradcam_pp")
+    if vit is not None and reshape is None:
         reshape = token_grid(vit.num_prefix_tokens, tuple(vit.patch_embed.grid_size))
     # grad-cam 1.5.7 handles 5-D activations itself: GradCAM++ weights sum over every axis after
     # the channels, get_cam_image has a 3D branch and scale_cam_image resizes volumes with scipy's

@@ -29,6 +29,7 @@ from models import distributed
 from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
 from models.posthoc import PostHocShap, posthoc_loss
 from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
+from models.resnet_2d import ResNet2DConfig, create_resnet2d
 from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.surrogate import surrogate_from, surrogate_loss
 from models.train import (
@@ -89,6 +90,14 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("vit_digits", "vit", "digits", {"n_classes": 10}, epochs=24, batch_size=32,
               drop_prob=0.3, quick={"epochs": 1},
               description="ViT, 16 patches of 8 px, on scikit-learn digits (32x32)"),
+    # torchvision's resnet18 topology, narrowed (widths 8..64): the architecture the shap and
+    # Shap-CAM workflows are applied to, with 8 px patches as its players (a feature mask)
+    ModelSpec("resnet_patches", "resnet", "patch_game", {"n_classes": 4}, epochs=6,
+              quick={"epochs": 1, "data_options": {"n_train": 256, "n_test": 128}},
+              description="2D ResNet (resnet18 topology, widths 8-64) on patch-game images"),
+    ModelSpec("resnet_digits", "resnet", "digits", {"n_classes": 10}, epochs=12, batch_size=32,
+              quick={"epochs": 1},
+              description="2D ResNet (resnet18 topology, widths 8-64) on scikit-learn digits"),
     ModelSpec("r3d_video", "r3d", "video", {"n_classes": 4}, epochs=3, batch_size=32,
               quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
               description="3D-ResNet on synthetic motion clips (8x32x32)"),
@@ -301,6 +310,8 @@ def backbone(spec: ModelSpec) -> nn.Module:
             return create_vit(cfg)
         return create_vit(cfg, pretrained=pretrained, n_classes=cfg.n_classes,
                           image_size=cfg.image_size)
+    if spec.kind == "resnet":
+        return create_resnet2d(ResNet2DConfig(**config), pretrained=pretrained)
     return create_r3d(ResNet3DConfig(**config), pretrained=pretrained)
 
 
@@ -308,7 +319,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
     """An untrained model for `spec`, initialised from its seed."""
     head = {k: v for k, v in spec.head.items() if k in ("rank", "pairwise", "tubelets", "baseline")}
     with seeded(spec.init_seed):
-        if spec.kind in ("vit", "r3d"):
+        if spec.kind in ("vit", "r3d", "resnet"):
             return backbone(spec)
         if spec.kind == "learned_vit":
             return LearnedShapViT(backbone(spec), **head)
@@ -324,7 +335,7 @@ def build_model(spec: ModelSpec) -> nn.Module:
             kind = spec.head.get("kind", "harsanyi")
             return PostHocShap(frozen_model(spec), head=kind,
                                **({} if kind == "vit_shapley" else head))
-    raise ValueError(f"unknown model kind {spec.kind!r}; expected vit, r3d, learned_vit, "
+    raise ValueError(f"unknown model kind {spec.kind!r}; expected vit, r3d, resnet, learned_vit, "
                      "learned_r3d, learned_tubelet_r3d, posthoc_vit, posthoc_r3d, surrogate_vit")
 
 
@@ -348,7 +359,8 @@ def source_files(spec: ModelSpec) -> list[Path]:
     """The source a model of this spec depends on: its data, its architecture, the training loop."""
     files = sorted((ROOT / "data").glob("*.py")) + [ROOT / "models" / "train.py",
                                                      ROOT / "models" / "distributed.py"]
-    files.append(ROOT / "models" / ("vit.py" if "vit" in spec.kind else "resnet_3d.py"))
+    files.append(ROOT / "models" / ("vit.py" if "vit" in spec.kind else
+                                    "resnet_2d.py" if spec.kind == "resnet" else "resnet_3d.py"))
     if spec.kind.startswith(("learned", "posthoc")):
         # the head, what removing a player means, and the training coalitions' sampler
         files += [ROOT / "models" / "harsanyi.py", ROOT / "shapley" / "game.py",

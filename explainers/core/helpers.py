@@ -78,3 +78,43 @@ def per_input_values(model: nn.Module, x: Tensor, target: Tensor, players: Playe
     for game, k in zip(per_input, target.tolist(), strict=True):
         values.append(estimate(game)[:, k])                                # (N,)
     return Result(values=torch.stack(values).float().to(x.device))
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module | None, method: str) -> nn.Module | None:
+    """The module a per-layer method explains: a name from the model's `blocks()` (e.g.
+    "layer2.0") or any of its `named_modules()`, the module itself, or (None) its feature_layer."""
+    if layer is None:
+        found = getattr(model, "feature_layer", None)
+        return found if isinstance(found, nn.Module) else None
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in model.modules()):
+            raise ValueError(f"{method}: the layer given is not a module of {model_name(model)}; "
+                             "pass one of its own blocks (or its name)")
+        return layer
+    blocks = cnn_blocks(model)
+    named = dict(model.named_modules())
+    if isinstance(layer, str) and layer in blocks:
+        return blocks[layer]
+    if isinstance(layer, str) and layer in named and layer:
+        return named[layer]
+    raise ValueError(f"{method}: {model_name(model)} has no layer {layer!r}; choose one of "
+                     f"{list(blocks) or sorted(n for n in named if n)[:20]}")
+
+
+def cnn_blocks(model: nn.Module) -> dict[str, nn.Module]:
+    """A ResNet's stem and residual blocks in order, by name ("stem", "layer1.0", ...): the
+    model's own `blocks()` (the 2D ResNet), else read from its `stem` and `stages` (our 3D-ResNet)
+    or `layer1..4` (torchvision's); empty for other models."""
+    if callable(getattr(model, "blocks", None)):
+        return model.blocks()
+    net = getattr(model, "net", model)
+    stages = getattr(net, "stages", None)
+    if stages is None and hasattr(net, "layer1"):
+        stages = [getattr(net, f"layer{i}") for i in range(1, 5)]
+    if not hasattr(net, "stem") or stages is None:
+        return {}
+    out = {"stem": net.stem}
+    for i, stage in enumerate(stages):
+        for j, block in enumerate(stage):
+            out[f"layer{i + 1}.{j}"] = block
+    return out

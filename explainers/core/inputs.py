@@ -122,6 +122,15 @@ def make_players(model: nn.Module, x: Tensor, feature_mask: Tensor | None,
     if is_vit(model):
         mask = patch_feature_mask(*S, model.patch_size)
         return Players(mask, int(mask.max()) + 1, "patches", tuple(model.grid))
+    side = getattr(model, "patch_players", None)      # a CNN whose players are patches
+    if isinstance(side, int) and x.ndim == 4:
+        H, W = S
+        if H % side or W % side:
+            raise ValueError(f"{model_name(model)}'s players are {side} px patches, but the "
+                             f"images are {H}x{W}; resize them to a multiple of {side} or pass "
+                             "a feature_mask")
+        mask = patch_feature_mask(H, W, side)
+        return Players(mask, int(mask.max()) + 1, "feature_mask", (H // side, W // side))
     if x.ndim == 5:
         grid = tubelets or tuple(getattr(model, "tubelets", DEFAULT_TUBELETS))
         if len(grid) != 3 or not all(isinstance(g, int) and g > 0 for g in grid):
