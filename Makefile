@@ -53,7 +53,7 @@ video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets,
 video-pairs: build               ## what video pair terms see: clips with local flicker (about 8 min): shap_overlays/video_pairs*
 	$(PY) -m evaluation.video_pairs --threads 2
 
-shap-blur: build                 ## shap's blur-masked workflow vs exact Shapley and Owen values of its game (about 45 min): shap_overlays/blur_game*
+shap-blur: build                 ## shap's blur-masked workflow vs exact Shapley and Owen values of its game (about 25 min): shap_overlays/blur_game*
 	$(PY) -m evaluation.blur_game --threads 2
 
 layers: build                    ## Shap-CAM, layer DeepLiftShap and GradCAM++ at every ResNet block: shap_overlays/layers*, shap_cam_layers.png

@@ -25,7 +25,7 @@ topology) on patch-game images, the 3D-ResNet on motion clips. Writes `blur_game
 
     python -m evaluation.blur_game [--quick] [--models vit_patches resnet_patches r3d_video]
 
-About 20 minutes on 2 cores (the ResNet's exact values take most of it): `make shap-blur`.
+About 25 minutes on 2 cores (23 min measured on one thread; the ResNet's exact values take most of it): `make shap-blur`.
 """
 
 from __future__ import annotations
