@@ -6,6 +6,7 @@ the repository's own cache is never touched. `image_tree` is a small ImageNet-la
 """
 
 import pytest
+import torch
 from PIL import Image
 
 IMAGE_COLOURS = {"cat": (220, 30, 30), "dog": (30, 30, 220)}      # RGB
@@ -26,3 +27,12 @@ def image_tree(tmp_path):
             for k in range(3):
                 Image.new("RGB", (40 + 8 * k, 30), rgb).save(root / split / c / f"{c}{k}{ext}")
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run far faster on one thread: two threads mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

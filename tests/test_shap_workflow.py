@@ -17,13 +17,7 @@ from shapley.exact import exact_shapley
 from shapley.game import MaskingGame, patch_feature_mask, tubelet_feature_mask
 from shapley.owen import groups_in_tree, halving_tree, owen_values, tree_nodes
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one thread is faster
 
 
 def table_game(values: dict[frozenset, float], n: int):
