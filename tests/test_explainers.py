@@ -485,9 +485,12 @@ def test_learned_shap_has_no_side_effects(learned_vit, images):
 
 @pytest.mark.parametrize("method", sorted(m for m, fn in EXPLAINERS.items()
                                           if not fn.needs_gradients))
-def test_methods_declared_gradient_free_run_without_autograd(method, vit, learned_vit, images):
+def test_methods_declared_gradient_free_run_without_autograd(method, vit, learned_vit, r3d,
+                                                             images, clips):
     model = copy.deepcopy(learned_vit if method == "learned_shap" else vit)
     kw = {}
+    if method == "shap_cam":                     # a CNN's feature map: the tiny 3D-ResNet
+        model, images = copy.deepcopy(r3d), clips
     if method in ("learned_shap_posthoc", "vit_shapley"):      # trained explainers of `vit`
         from models.posthoc import PostHocShap
 
