@@ -139,8 +139,6 @@ def shap_blur(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, 
                          f"needs here: {need} (2 x {n_features} features + 1 for one "
                          "permutation); raise max_evals or use shap_partition")
     f = model_function(model, x, output)
-    K = f(channels_last[:1].cpu().numpy()).shape[1]
-    top_k = min(top_k, K)
     explainer = shap.Explainer(f, masker, algorithm=algorithm, seed=seed) \
         if algorithm == "permutation" else shap.Explainer(f, masker, algorithm=algorithm)
     values, classes, probs, maps = [], [], [], []
@@ -149,7 +147,7 @@ def shap_blur(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, 
         scores = f(xi_np[None])[0]                                              # (K,)
         # the classes of shap's `outputs=shap.Explanation.argsort.flip[:top_k]`, the target first
         order = [int(c) for c in np.argsort(-scores, kind="stable")]
-        outs = [k] + [c for c in order if c != k][:top_k - 1]
+        outs = [k] + [c for c in order if c != k][:min(top_k, len(order)) - 1]
         expl = explainer(xi_np[None], max_evals=max_evals, batch_size=batch_size,
                          outputs=np.asarray(outs), silent=True)
         v = torch.as_tensor(np.asarray(expl.values[0]), dtype=torch.float64)   # (*F, k or K)
