@@ -18,7 +18,7 @@ run: build                       ## results + every notebook executed in place: 
 	$(PY) -m tools.run_notebooks --inplace $(NOTEBOOKS); \
 	seconds=$$(( $$(date +%s) - start )); \
 	$(PY) -m evaluation.benchmark --record-make-run $$seconds; \
-	echo "make run: $$seconds s after the build (recorded in shap_overlays/results.json)"
+	echo "make run: $$seconds s after the build (recorded in shap_overlays/results_timing.json)"
 
 results: build                   ## LearnedSHAP report + every explainer on the same models (tables)
 	$(PY) -m evaluation.learned_report --threads 2 --no-progress

@@ -60,12 +60,18 @@ def scan_classes(folder: Path, extensions: tuple[str, ...]) -> tuple[list[str], 
                     and p.suffix.lower() in extensions) for c in classes]
     if not any(files):
         raise FileNotFoundError(f"no readable files under {folder}: no class folder holds a file "
-                                f"ending in {extensions}")
+                                f"ending in {extensions}; put them in {folder}/<class>/")
     empty = [c for c, f in zip(classes, files, strict=True) if not f]
     if empty:
         raise ValueError(f"class folder(s) {empty} in {folder} hold no file ending in "
                          f"{extensions}; add files or remove the folder(s)")
     return classes, files
+
+
+def check_positive(name: str, value) -> None:
+    """Raise unless `value` is an integer >= 1 (frames, image_size): the loaders' sizes."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def resize_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -105,6 +111,7 @@ class ImageFolderDataset(Dataset):
 
     def __init__(self, root: str | Path, split: str = "train", *, image_size: int = 224,
                  patch_size: int = 16):
+        check_positive("image_size", image_size)
         check_patch_grid(image_size, image_size, patch_size)
         folder = split_folder(root, split, "root/train/<class>/*.jpg and root/val/<class>/*.jpg")
         self.classes, files = scan_classes(folder, IMAGE_EXTENSIONS)
@@ -138,6 +145,8 @@ class VideoFolderDataset(Dataset):
     def __init__(self, root: str | Path, split: str = "train", seed: int = 0, *,
                  frames: int = 16, image_size: int = 112):
         check_split(split, SPLIT_FOLDERS)
+        check_positive("frames", frames)
+        check_positive("image_size", image_size)
         root = Path(root)
         layout = "root/<class>/*.avi or root/train/<class>/*.avi"
         if root.is_dir() and not any((root / s).is_dir() for s in SPLIT_FOLDERS):

@@ -7,7 +7,10 @@ is explained, one input per call, on the same number of examples from every clas
 model and run (`plan`; samplers once per budget) `scoring.score` gives agreement with the exact
 values, ground truth, faithfulness and cost; then the break-even budgets (`break_even`) against
 the same references, Adebayo et al.'s cascading randomisation on the 16-patch ViT, and the
-timings. Writes `results.json`, `results.md` (`evaluation.markdown`) and four figures into `--out`.
+timings. Writes `results.json`, `results_timing.json`, `results.md` (`evaluation.markdown`) and
+four figures into `--out`. Every wall-clock quantity (seconds, ratios of seconds, the date, the
+host) goes to `results_timing.json`, so that a rerun on the same machine writes a byte-identical
+`results.json`; `load_results` merges the two back.
 
     python -m evaluation.benchmark [--quick] [--out shap_overlays/]
     python -m evaluation.benchmark --record-make-run SECONDS   # after `make run`: its duration
@@ -37,7 +40,14 @@ from evaluation.figures import convergence, grid_images, grid_video, insertion_d
 from evaluation.learned_report import REFERENCE_BUDGET64, remainder
 from evaluation.markdown import render
 from evaluation.metrics import cascading_randomization, rel_l2
-from evaluation.records import versions, write_json, write_text
+from evaluation.records import (
+    json_ready,
+    merge_fields,
+    split_fields,
+    versions,
+    write_json,
+    write_text,
+)
 from evaluation.references import Reference, reference
 from evaluation.runs import SAMPLERS, Run, RunSpec, run_method
 from evaluation.scoring import RESCALE_SHARE, nanmean, score
@@ -57,6 +67,12 @@ MODELS = {"vit_patches": "learned_vit_patches", "vit_digits": "learned_vit_digit
 BREAK_EVEN_ONLY = {"vit_patches64": "learned_vit_patches64"}   # 64 players: no exact reference
 SANITY_METHODS = ["learned_shap", "permutation", "gradient_shap", "gradcam_pp", "attention_rollout"]
 FIGURE_DPI = 80     # the benchmark's grids hold a hundred panels: keep the PNGs small
+RESULTS = "results.json"
+TIMING = "results_timing.json"
+# Fields that change from run to run on one machine (wall-clock seconds, ratios of them, the date,
+# the host), wherever they sit in the results: written to TIMING, never to RESULTS.
+TIMING_FIELDS = frozenset({"seconds", "forward_ratio", "forward_seconds", "learned_cost",
+                           "timings", "date", "platform", "cpu_count"})
 
 
 # --- settings -----------------------------------------------------------------------------------
@@ -405,8 +421,12 @@ def run_benchmark(settings: Settings, out: Path, progress: bool = True) -> dict:
 
 
 def write_results(results: dict, out: Path) -> dict:
-    """results.json and results.md in `out`; the README's block too for the committed results."""
-    results = write_json(out / "results.json", results)
+    """results.json (no timings), results_timing.json and results.md in `out`; the README's block
+    too for the committed results. Returns the results as written, timings merged back."""
+    results = json_ready(results)
+    stable, timing = split_fields(results, TIMING_FIELDS)
+    write_json(out / RESULTS, stable)
+    write_json(out / TIMING, timing or {})
     markdown = render(results)
     write_text(out / "results.md", markdown)
     if out.resolve() == DEFAULT_OUT.resolve():      # the committed results: show them in the README
@@ -414,15 +434,25 @@ def write_results(results: dict, out: Path) -> dict:
     return results
 
 
+def load_results(out: Path = DEFAULT_OUT) -> dict:
+    """results.json with results_timing.json merged back (a results.json written before the split
+    holds its timings itself)."""
+    path = out / RESULTS
+    if not path.exists():
+        raise FileNotFoundError(f"no {path}: run the benchmark first (`make run`, or "
+                                "`python -m evaluation.benchmark --quick --out DIR`)")
+    results = json.loads(path.read_text())
+    timing = out / TIMING
+    return merge_fields(results, json.loads(timing.read_text())) if timing.exists() else results
+
+
 def record_make_run(seconds: float, out: Path = DEFAULT_OUT) -> dict:
-    """Put `make run`'s duration into results.json's timings and re-render the markdown."""
+    """Put `make run`'s duration into the timings (results_timing.json) and re-render the markdown;
+    results.json stays as it is."""
     if not (seconds > 0):
         raise ValueError(f"make run took a positive number of seconds, got {seconds!r}")
-    path = out / "results.json"
-    if not path.exists():
-        raise FileNotFoundError(f"no {path}: run the benchmark first (`make run`)")
-    results = json.loads(path.read_text())
-    results["timings"]["make_run_seconds"] = seconds
+    results = load_results(out)
+    results.setdefault("timings", {})["make_run_seconds"] = seconds
     return write_results(results, out)
 
 
@@ -431,9 +461,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", default=None,
                         help="tiny models, a few examples (also when LEARNEDSHAP_QUICK=1)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for results.json, results.md and the figures (default "
-                             "shap_overlays/; in quick mode <cache>/benchmark-quick/, so a smoke "
-                             "test never overwrites the committed results)")
+                        help="folder for results.json, results_timing.json, results.md and the "
+                             "figures (default shap_overlays/; in quick mode "
+                             "<cache>/benchmark-quick/, so a smoke test never overwrites the "
+                             "committed results)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default 1: robust on a shared CPU)")
@@ -453,7 +484,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = run_benchmark(settings, out, progress=not args.no_progress)
     t = results["timings"]
     print(f"benchmark ({'quick' if quick else 'full'}) done in {t['benchmark_seconds']:.0f} s "
-          f"-> {out}/results.json, results.md")
+          f"-> {out}/{RESULTS}, {TIMING}, results.md")
     return results
 
 

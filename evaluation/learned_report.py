@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from evaluation.examples import Examples, load_examples, per_class_means
 from evaluation.metrics import auroc, pearson, rel_l2
-from evaluation.records import write_json, write_text
+from evaluation.records import json_ready, split_fields, write_json, write_text
 from evaluation.references import Reference, game_for, reference, resolved
-from evaluation.scoring import efficiency_gap
+from evaluation.scoring import check_efficiency
 from evaluation.timing import forward_cost
 from explainers.core import model_device
 from models import zoo
@@ -69,7 +69,7 @@ def compare(model: nn.Module, ex: Examples, refs: list[Reference],
         ref_phi = ref.values[:, target]
         row = {"index": ex.index[i], "target": target, "label": y,
                "pearson": pearson(phi, ref_phi), "rel_l2": rel_l2(phi, ref_phi),
-               "efficiency_gap": abs(efficiency_gap(phi, ref, target)),
+               "efficiency_gap": abs(check_efficiency(phi, ref, target, f"example {i}")),
                "reference_noise": ref.noise(target), "reference_evals": ref.n_evals,
                "phi": phi.tolist(), "reference": ref_phi.tolist()}
         if remainder_coalitions:
@@ -236,7 +236,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       progress=not args.no_progress) for name, per_class in plan.items()]
     out = args.out or (zoo.cache_dir() / "learned-quick.json" if quick
                        else zoo.ROOT / "shap_overlays" / "learned_shap.json")
-    results = write_json(out, results)
+    # the seconds of `cost` change from run to run: kept apart, so the JSON reruns byte for byte
+    stable, timing = split_fields(results, frozenset({"cost"}))
+    write_json(out, stable)
+    write_json(out.with_name(out.stem + "_timing.json"), timing or [])
+    results = json_ready(results)
     table = markdown(results) + "\n\n" + per_class_markdown(results)
     write_text(out.with_suffix(".md"), table + "\n")
     if not quick and out.resolve() == (zoo.ROOT / "shap_overlays" / "learned_shap.json").resolve():

@@ -1,16 +1,18 @@
-"""Writing results: JSON without NaN, the versions of the libraries, atomic files."""
+"""Writing results: JSON without NaN, the versions of the libraries, atomic files, and fields
+split off (timings) into a file of their own and merged back."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import Tensor
+
+from tools.files import write_atomic
 
 PACKAGES = ("torch", "timm", "shap", "captum", "shapiq", "numpy")
 
@@ -42,16 +44,7 @@ def versions() -> dict[str, str | None]:
 
 def write_text(path: Path, text: str) -> None:
     """Write a file atomically (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def write_json(path: Path, obj) -> dict:
@@ -59,3 +52,42 @@ def write_json(path: Path, obj) -> dict:
     ready = json_ready(obj)
     write_text(path, json.dumps(ready, indent=1, allow_nan=False) + "\n")
     return ready
+
+
+def split_fields(obj: Any, keys: frozenset[str]) -> tuple[Any, Any]:
+    """`obj` without the dict entries named in `keys` (at any depth), and those entries alone.
+
+    The second value keeps the nesting of `obj` (lists position by position, None where a list
+    item holds none of the keys) and is None when nothing was split off, so `merge_fields` puts
+    every entry back where it was.
+    """
+    if isinstance(obj, dict):
+        kept, taken = {}, {}
+        for k, v in obj.items():
+            if k in keys:
+                taken[k] = v
+                continue
+            kept[k], inner = split_fields(v, keys)
+            if inner is not None:
+                taken[k] = inner
+        return kept, taken or None
+    if isinstance(obj, list):
+        parts = [split_fields(v, keys) for v in obj]
+        taken = [t for _, t in parts]
+        return [k for k, _ in parts], taken if any(t is not None for t in taken) else None
+    return obj, None
+
+
+def merge_fields(base: Any, overlay: Any) -> Any:
+    """`base` with the entries of `overlay` (a `split_fields` remainder) put back; base unchanged."""
+    if overlay is None:
+        return base
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        return {**base, **{k: merge_fields(base.get(k), v) for k, v in overlay.items()}}
+    if isinstance(base, list) and isinstance(overlay, list):
+        if len(base) != len(overlay):
+            raise ValueError(f"cannot merge a list of {len(overlay)} items into one of "
+                             f"{len(base)}: the two files come from different runs; rerun the "
+                             "command that wrote them")
+        return [merge_fields(b, o) for b, o in zip(base, overlay, strict=True)]
+    return overlay

@@ -120,6 +120,11 @@ def reference(model: nn.Module, x: Tensor, budget: int | None = None, *,
         ref = Reference(res.values, res.v_empty, res.v_full, method, res.n_evals,
                         time.perf_counter() - start, pairs_harsanyi=res.pairs_harsanyi,
                         pairs_sii=res.pairs_sii, pairs_faith=res.pairs_faith)
+        # exact values are efficient to float64 rounding: anything more is a bug
+        gap = (res.values.sum(0) - (res.v_full - res.v_empty)).abs()               # (K,)
+        scale = (res.v_full - res.v_empty).abs().clamp_min(res.values.abs().sum(0))
+        if (gap > 1e-5 * scale.clamp_min(1e-12)).any():
+            raise AssertionError(f"exact reference values miss efficiency by {gap.max():.3g}")
     else:
         halves = [permutation_shapley(game, n, budget // 2, seed=seed + h) for h in (0, 1)]
         ends = game(torch.stack([torch.zeros(n, dtype=torch.bool),

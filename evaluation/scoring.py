@@ -55,6 +55,27 @@ def efficiency_gap(values: Tensor, ref: Reference, k: int) -> float:
     return float(values.double().sum() - (ref.v_full[k] - ref.v_empty[k]))
 
 
+EFFICIENCY_RTOL = 1e-5      # exact and learned values must sum to v(N) - v(empty) this closely
+EFFICIENT = ("exact", "learned_shap")     # methods efficient by construction in the benchmark
+
+
+class EfficiencyError(AssertionError):
+    """Values that should sum to v(N) - v(empty) do not: a bug, never a footnote."""
+
+
+def check_efficiency(values: Tensor, ref: Reference, k: int, what: str) -> float:
+    """The efficiency gap of `values` (N,) for class k; raises EfficiencyError when it exceeds
+    1e-5 of |v(N) - v(empty)| (or of sum |phi|, when that is larger)."""
+    gap = efficiency_gap(values, ref, k)
+    scale = max(abs(float(ref.v_full[k] - ref.v_empty[k])), float(values.double().abs().sum()),
+                1e-12)
+    if abs(gap) > EFFICIENCY_RTOL * scale:
+        raise EfficiencyError(f"{what}: the values of class {k} sum to v(N) - v(empty) "
+                              f"{gap:+.3g} off ({abs(gap) / scale:.1e} relative, allowed "
+                              f"{EFFICIENCY_RTOL:.0e}); efficient values cannot miss by this much")
+    return gap
+
+
 def score(run: Run, model: nn.Module, ex: Examples, targets: Tensor,
           refs: list[Reference], fwd_seconds: float) -> dict:
     """Every metric of one run: means, per-class means and per-example values."""
@@ -69,7 +90,11 @@ def score(run: Run, model: nn.Module, ex: Examples, targets: Tensor,
         per["spearman_exact"][i] = spearman(v, exact)
         if not unitless:
             per["rel_l2_exact"][i] = rel_l2(v, exact)
-            per["efficiency_gap"][i] = abs(efficiency_gap(v, ref, t))
+            if run.method in EFFICIENT:
+                per["efficiency_gap"][i] = abs(check_efficiency(v, ref, t, f"{run.method} on "
+                                                                f"example {i}"))
+            else:
+                per["efficiency_gap"][i] = abs(efficiency_gap(v, ref, t))
         per["auroc_truth"][i] = auroc(v, ex.relevant[i])
         if ex.relevant[i].any():
             per["pointing_game"][i] = float(pointing_game(v, ex.relevant[i]))

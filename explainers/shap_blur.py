@@ -18,6 +18,8 @@ the tubelets themselves.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -107,6 +109,24 @@ def model_function(model: nn.Module, x: Tensor, output: str):
     return f
 
 
+@functools.cache
+def _numba_seeder():
+    import numba
+
+    @numba.njit
+    def seed(value: int) -> None:
+        np.random.seed(value)
+
+    return seed
+
+
+def seed_numba(seed: int) -> None:
+    """Seed numba's own generator, which shap's jitted `partition_tree_shuffle` draws from:
+    `np.random.seed` (shap's `seed=`) does not reach it, so permutations would differ per run.
+    (numba's generator is left seeded: numba offers no public way to save and restore it.)"""
+    _numba_seeder()(seed % 2**32)
+
+
 def minimum_evals(algorithm: str, n_features: int) -> int:
     """The fewest evaluations shap accepts: one permutation (forward and back) for
     `permutation`; the full and empty inputs plus one split for `partition`."""
@@ -139,6 +159,7 @@ def shap_blur(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, 
                          f"needs here: {need} (2 x {n_features} features + 1 for one "
                          "permutation); raise max_evals or use shap_partition")
     f = model_function(model, x, output)
+    seed_numba(seed)
     explainer = shap.Explainer(f, masker, algorithm=algorithm, seed=seed) \
         if algorithm == "permutation" else shap.Explainer(f, masker, algorithm=algorithm)
     values, classes, probs, maps = [], [], [], []

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from models.pretrained import torchvision_weights
+
 
 @dataclass
 class ResNet2DConfig:
@@ -124,13 +126,9 @@ class TorchvisionResNet18(ResNet2D):
 
         self.config = config
         weights = ResNet18_Weights.IMAGENET1K_V1 if pretrained else None
-        try:
-            net = resnet18(weights=weights)
-        except Exception as err:  # torchvision tries to download missing weights
-            raise RuntimeError(
-                "resnet18 ImageNet weights are not in the torch hub cache "
-                f"({torch.hub.get_dir()}) and this project never downloads at run time; copy "
-                "resnet18-f37072fd.pth there or use pretrained=False") from err
+        if weights is not None:
+            torchvision_weights(weights, "resnet18")   # torchvision would download them itself
+        net = resnet18(weights=weights)
         if net.fc.out_features != config.n_classes:
             net.fc = nn.Linear(net.fc.in_features, config.n_classes)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from models.pretrained import torchvision_weights
+
 
 @dataclass
 class ResNet3DConfig:
@@ -98,13 +100,9 @@ class TorchvisionR3D(nn.Module):
 
         self.config = config
         weights = R3D_18_Weights.KINETICS400_V1 if pretrained else None
-        try:
-            net = r3d_18(weights=weights)
-        except Exception as err:  # torchvision tries to download missing weights
-            raise RuntimeError(
-                "r3d_18 Kinetics-400 weights are not in the torch hub cache "
-                f"({torch.hub.get_dir()}) and this project never downloads at run time; copy "
-                "r3d_18-b3b3357e.pth there or use pretrained=False") from err
+        if weights is not None:
+            torchvision_weights(weights, "r3d_18")   # torchvision would download them itself
+        net = r3d_18(weights=weights)
         if net.fc.out_features != config.n_classes:
             net.fc = nn.Linear(net.fc.in_features, config.n_classes)
         self.net = net

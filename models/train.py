@@ -17,6 +17,7 @@ import contextlib
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -108,13 +109,21 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
           weight_decay: float = 0.05, seed: int = 0, loss_fn: LossFn | None = None,
           test_loader: DataLoader | None = None, device: torch.device | str | None = None,
           progress: bool = True, log: Callable[[str], None] = print, amp: str | None = None,
-          compile: bool = False) -> list[dict]:
+          compile: bool = False, state_path: str | Path | None = None, save_every: int = 50,
+          counter: list[int] | None = None) -> list[dict]:
     """Train with AdamW and a cosine schedule; returns one dict per epoch (loss, accuracies, time).
 
     Under torchrun every rank trains its shard of each global batch and the history holds the
     global loss and accuracy (summed over the ranks). Training randomness (masks, coalitions) is
     drawn per rank from seed + rank, so a run whose loss draws none equals the one-process run up
     to the order of float sums.
+
+    With `state_path`, training survives being killed: every `save_every` steps and at every epoch
+    end the whole training state (weights, optimizer, schedule, the loss's generator, the global
+    RNG, the position in the epoch's shuffled order, the running sums, `counter`) is written there
+    atomically, and a later call with the same arguments resumes from it and ends with the same
+    weights as an uninterrupted run. The file is removed when training ends. (One process only:
+    under torchrun the ranks would each need their own state.)
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
@@ -141,37 +150,79 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * len(train_loader)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        if sharded:
-            train_loader.sampler.set_epoch(epoch)
-        start, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=None if progress and distributed.is_main() else True)   # None: a terminal
-        for batch in bar:
-            batch = as_batch_dict(batch, device)
-            with autocast:
-                loss, logits = step(batch, gen)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            n = len(batch["y"])
-            total += n
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(1) == batch["y"]).sum().item()
-            bar.set_postfix(loss=f"{loss_sum / total:.3f}")
-        loss_sum, correct, total = distributed.all_sum([loss_sum, correct, total], device)
-        row = {"epoch": epoch, "loss": loss_sum / total, "train_acc": correct / total,
-               "seconds": time.perf_counter() - start}
-        if test_loader is not None:
-            row["test_acc"] = evaluate(model, test_loader, device)
-        history.append(row)
-        if distributed.is_main():
-            log(f"epoch {epoch}/{epochs}  loss {row['loss']:.4f}  train acc "
-                f"{row['train_acc']:.3f}" + (f"  test acc {row['test_acc']:.3f}" if "test_acc"
-                                              in row else "") + f"  ({row['seconds']:.1f} s)")
+    resumable = state_path is not None and not sharded
+    run_id = {"epochs": epochs, "steps_per_epoch": len(train_loader), "lr": lr, "seed": seed,
+              "weight_decay": weight_decay}
+    state = read_state(Path(state_path), run_id, log) if resumable else None
+    loader_gen = getattr(train_loader, "generator", None)      # the shuffle order's generator
+    history, first_epoch, done = [], 1, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        gen.set_state(state["generator"])
+        history, first_epoch, done = state["history"], state["epoch"], state["step"]
+        if counter is not None:
+            counter[0] = state["counter"]
+        log(f"resuming from {state_path}: epoch {first_epoch}, step {done}/{len(train_loader)}")
+    # dropout and anything else that draws from the global RNG draw from `seed` too (torch seeds
+    # a new process at random), and the caller's RNG is left as it was
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed + distributed.rank())
+        for epoch in range(first_epoch, epochs + 1):
+            model.train()
+            if sharded:
+                train_loader.sampler.set_epoch(epoch)
+            if state is not None and loader_gen is not None:
+                loader_gen.set_state(state["loader"])
+            epoch_order = loader_gen.get_state() if loader_gen is not None else None
+            batches = iter(train_loader)
+            for _ in range(done):                                    # the batches already trained on
+                next(batches)
+            start, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            if state is not None:
+                torch.set_rng_state(state["rng"])
+                if state["cuda_rng"]:
+                    torch.cuda.set_rng_state_all(state["cuda_rng"])
+                total, correct, loss_sum = state["sums"]
+                start -= state["seconds"]
+                state = None
+            bar = tqdm(batches, total=len(train_loader), initial=done, desc=f"epoch {epoch}/{epochs}",
+                       leave=False, disable=None if progress and distributed.is_main() else True)
+            for i, batch in enumerate(bar, start=done + 1):
+                batch = as_batch_dict(batch, device)
+                with autocast:
+                    loss, logits = step(batch, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                n = len(batch["y"])
+                total += n
+                loss_sum += loss.item() * n
+                correct += (logits.argmax(1) == batch["y"]).sum().item()
+                bar.set_postfix(loss=f"{loss_sum / total:.3f}")
+                if resumable and i % save_every == 0 and i < len(train_loader):
+                    write_state(Path(state_path), run_id, model, opt, sched, gen, epoch, i,
+                                epoch_order, history, (total, correct, loss_sum),
+                                time.perf_counter() - start, counter)
+            done = 0
+            loss_sum, correct, total = distributed.all_sum([loss_sum, correct, total], device)
+            row = {"epoch": epoch, "loss": loss_sum / total, "train_acc": correct / total,
+                   "seconds": time.perf_counter() - start}
+            if test_loader is not None:
+                row["test_acc"] = evaluate(model, test_loader, device)
+            history.append(row)
+            if distributed.is_main():
+                log(f"epoch {epoch}/{epochs}  loss {row['loss']:.4f}  train acc "
+                    f"{row['train_acc']:.3f}" + (f"  test acc {row['test_acc']:.3f}" if "test_acc"
+                                                  in row else "") + f"  ({row['seconds']:.1f} s)")
+            if resumable and epoch < epochs:
+                write_state(Path(state_path), run_id, model, opt, sched, gen, epoch + 1, 0,
+                            loader_gen.get_state() if loader_gen is not None else None, history,
+                            (0, 0, 0.0), 0.0, counter)
+    if resumable:
+        Path(state_path).unlink(missing_ok=True)
     model.eval()
     return history
 
@@ -197,19 +248,55 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | 
 
 
 # --- checkpoints ------------------------------------------------------------------------------
-def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
-    """Write {state_dict, meta} atomically: a crash never leaves a half-written file at `path`."""
-    path = Path(path)
+def write_state(path: Path, run_id: dict, model: nn.Module, opt, sched, gen: torch.Generator,
+                epoch: int, step: int, loader_order: Tensor | None, history: list[dict],
+                sums: tuple, seconds: float, counter: list[int] | None) -> None:
+    """Everything `train` needs to go on from (epoch, step), written atomically."""
+    state = {"run": run_id, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+             "generator": gen.get_state(), "rng": torch.get_rng_state(), "loader": loader_order,
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+             "epoch": epoch, "step": step, "history": history, "sums": list(sums),
+             "seconds": seconds, "counter": counter[0] if counter is not None else 0}
+    atomic_save(state, path)
+
+
+def read_state(path: Path, run_id: dict, log: Callable[[str], None]) -> dict | None:
+    """The saved training state of this very run, or None (absent, unreadable or another run's:
+    then training starts from the beginning, and says why)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        log(f"ignoring the unreadable training state {path} ({type(err).__name__}); "
+            "training from the start")
+        return None
+    if not isinstance(state, dict) or state.get("run") != run_id:
+        log(f"ignoring the training state {path}: it belongs to another run; training from the "
+            "start")
+        return None
+    return state
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file in the same folder, then a rename: a crash never leaves a
+    half-written file at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
+    """Write {state_dict, meta} atomically: a crash never leaves a half-written file at `path`."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save({"state_dict": state, "meta": meta}, Path(path))
 
 
 class CheckpointError(RuntimeError):
@@ -219,20 +306,45 @@ class CheckpointError(RuntimeError):
 def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict:
     """Read a checkpoint with weights_only=True; load it into `model` if given; return it."""
     path = Path(path)
-    fix = f"delete {path} and run `make build` to retrain it"
+    fix = (f"if it is one of this project's trained models, delete {path} and run `make build` "
+           "to retrain it; a checkpoint of your own must be torch.save({'state_dict': "
+           "model.state_dict(), 'meta': {...}}, path)")
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; run `make build` to train the models")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(err).__name__}: "
-                              f"{str(err)[:200]}); {fix}") from err
+        why = ("it is truncated or corrupt, or not a torch.save file at all" if not
+               zipfile.is_zipfile(path) else "it holds Python objects beyond tensors and plain "
+               "containers, which are never unpickled here (unsafe)" if "weights only" in
+               str(err).lower() else f"it is corrupt ({type(err).__name__}: {str(err)[:80]})")
+        raise CheckpointError(f"checkpoint {path} cannot be read: {why}; {fix}") from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
-        raise CheckpointError(f"{path} is not a checkpoint of this project; {fix}")
+        raise CheckpointError(f"{path} is a torch file but not a checkpoint of this project (a "
+                              f"dict with 'state_dict' and 'meta'); {fix}")
     if model is not None:
-        try:
-            model.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as err:
-            raise CheckpointError(f"checkpoint {path} does not match the model "
-                                  f"{type(model).__name__} ({str(err)[:300]}); {fix}") from err
+        mismatch = state_mismatch(model.state_dict(), ckpt["state_dict"])
+        if mismatch:
+            raise CheckpointError(f"checkpoint {path} was saved from another model than this "
+                                  f"{type(model).__name__} (another architecture, size or "
+                                  f"player count): {mismatch}; {fix}")
+        model.load_state_dict(ckpt["state_dict"])
     return ckpt
+
+
+def state_mismatch(expected: dict, found: dict) -> str:
+    """How a checkpoint's tensors differ from a model's, in a few words ('' when they match)."""
+    missing = [k for k in expected if k not in found]
+    extra = [k for k in found if k not in expected]
+    shapes = [k for k in expected if k in found and tuple(expected[k].shape) !=
+              tuple(getattr(found[k], "shape", ()))]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} tensors of another shape, e.g. {k} "
+                     f"{tuple(found[k].shape)} in the file vs {tuple(expected[k].shape)}")
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if extra:
+        parts.append(f"{len(extra)} unexpected, e.g. {extra[0]}")
+    return "; ".join(parts)

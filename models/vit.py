@@ -14,16 +14,14 @@ baseline works in image space.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-import huggingface_hub.constants as hf_constants
 import timm
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from models.pretrained import WeightsNotCached, hub_offline, timm_weights
 from shapley.game import check_patch_grid
 
 
@@ -186,20 +184,13 @@ def check_keep(keep: Tensor, batch: int, n_players: int) -> Tensor:
     return keep
 
 
-@contextlib.contextmanager
-def hub_offline() -> Iterator[None]:
-    """Make the Hugging Face hub read its cache only: a missing file fails at once, no retries."""
-    old = hf_constants.HF_HUB_OFFLINE
-    hf_constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        hf_constants.HF_HUB_OFFLINE = old
-
-
 def create_vit(config: ViTConfig | str | None = None, *, pretrained: bool = False,
                n_classes: int | None = None, image_size: int | None = None) -> ViT:
-    """A small ViT from a config, or any timm ViT by name (`pretrained=True` needs its weights)."""
+    """A small ViT from a config, or any timm ViT by name.
+
+    `pretrained=True` reads the weights from the local Hugging Face / torch hub cache only
+    (`models.pretrained`): missing weights raise WeightsNotCached naming the expected path.
+    """
     if config is None:
         config = ViTConfig()
     if isinstance(config, str):
@@ -215,9 +206,13 @@ def create_vit(config: ViTConfig | str | None = None, *, pretrained: bool = Fals
     if image_size is not None:
         kwargs["img_size"] = image_size
     try:
-        with hub_offline():
+        with hub_offline():     # belt and braces: timm gets a local file or fails before the hub
+            if pretrained:
+                kwargs["pretrained_cfg_overlay"] = timm_weights(config.timm_name)
             backbone = timm.create_model(config.timm_name, pretrained=pretrained, **kwargs)
-    except Exception as err:      # unknown names (RuntimeError), weights not cached (OSError, ...)
+    except WeightsNotCached:
+        raise
+    except Exception as err:      # unknown names or tags (RuntimeError), unreadable files, ...
         raise RuntimeError(
             f"timm could not create {config.timm_name!r} (pretrained={pretrained}): {err}. Check "
             "the name with timm.list_models('vit*'); pretrained weights must already be in the "

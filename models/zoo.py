@@ -19,6 +19,7 @@ import json
 import os
 import time
 import tokenize
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from models.train import (
 )
 from models.tubelet_r3d import LearnedShapTubeletR3D
 from models.vit import ViTConfig, create_vit
+from tools.files import locked, write_atomic
 from tools.readme import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -439,7 +441,11 @@ def load(name: str | ModelSpec, *, quick: bool | None = None, train_missing: boo
     if not path.exists():
         if not train_missing:
             raise FileNotFoundError(f"{spec.name} is not trained yet (no {path}); run `make build`")
-        return fit(spec, device=device, progress=progress, amp=amp, compile=compile)
+        # two runs missing the same model: one trains it, the other waits and reads it (under
+        # torchrun the ranks train together, so no lock there)
+        with locked(path.with_suffix(".lock")) if not distributed.active() else nullcontext():
+            if not path.exists():
+                return fit(spec, device=device, progress=progress, amp=amp, compile=compile)
     meta = load_checkpoint(path, model)["meta"]
     return Trained(model.to(device or default_device()).eval(), meta, path)
 
@@ -456,9 +462,12 @@ def fit(spec: ModelSpec, *, device=None, progress: bool = True, amp: str | None 
     if spec.kind == "posthoc_vit":
         model.calibrate(frozen_model(spec), next(iter(train_loader))["x"])
     start = time.perf_counter()
+    # killed mid-training, a rerun resumes from here (and ends with the same weights)
+    state = checkpoint_path(spec).with_suffix(".state.pt")
     history = train(model, train_loader, epochs=spec.epochs, lr=spec.lr, seed=spec.init_seed,
                     loss_fn=loss_for(spec, len(train_loader), counter), device=device,
-                    progress=progress, amp=amp, compile=compile)
+                    progress=progress, amp=amp, compile=compile, state_path=state,
+                    counter=counter)
     seconds = time.perf_counter() - start
     # a post-hoc explainer's "accuracy" would be its frozen model's: it is not measured here
     accuracy = None if spec.kind.startswith("posthoc") else evaluate(model, test_loader)
@@ -487,10 +496,9 @@ def accuracy_table(rows: list[dict]) -> str:
 
 def write_results(rows: list[dict], out_dir: Path = RESULTS_DIR) -> None:
     """Save the accuracies (json + markdown) and refresh the README table between its markers."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "models.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_atomic(out_dir / "models.json", json.dumps(rows, indent=2) + "\n")
     table = accuracy_table(rows)
-    (out_dir / "models.md").write_text(table + "\n")
+    write_atomic(out_dir / "models.md", table + "\n")
     replace_block("models", table)
 
 

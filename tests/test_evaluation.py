@@ -13,7 +13,7 @@ from evaluation import references
 from evaluation.examples import Examples, per_class_means, stratified_indices
 from evaluation.references import game_for, reference, resolved
 from evaluation.runs import Run, RunSpec, label, row_label, run_method
-from evaluation.scoring import efficiency_gap, score
+from evaluation.scoring import EfficiencyError, efficiency_gap, score
 from models.harsanyi import LearnedShapViT
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
@@ -121,20 +121,25 @@ def test_score_measures_a_known_error_and_ranks_the_truth():
     exact = run_method(RunSpec("exact"), model, ex, targets, seed=0)
     delta = torch.zeros_like(exact.values)
     delta[:, 0] = 0.5                                  # a known error on one player
-    wrong = Run(RunSpec("exact", variant="off by 0.5"), exact.values + delta, exact.pixel_map,
+    wrong = Run(RunSpec("permutation", variant="off by 0.5"), exact.values + delta, exact.pixel_map,
                 None, exact.evals, exact.seconds, exact.forward_seconds)
     row = score(wrong, model, ex, targets, refs, fwd_seconds=1e-3)
     expected = [0.5 / float(r.values[:, 0].norm()) for r in refs]
     assert row["per_example"]["rel_l2_exact"] == pytest.approx(expected, rel=1e-4)
     assert row["per_example"]["efficiency_gap"] == pytest.approx([0.5] * 4, abs=1e-4)
     assert row["per_class"]["rel_l2_exact"]["a"] == pytest.approx((expected[0] + expected[2]) / 2)
+    # the same values claimed by a method that is efficient by construction stop the run
+    claimed = Run(RunSpec("exact"), wrong.values, exact.pixel_map, None, exact.evals,
+                  exact.seconds, exact.forward_seconds)
+    with pytest.raises(EfficiencyError, match="exact on example 0"):
+        score(claimed, model, ex, targets, refs, fwd_seconds=1e-3)
     # AUROC against the relevant players: their own values decide it
     perfect = torch.zeros_like(exact.values)
     perfect[:, :2] = 1.0
-    ranked = Run(RunSpec("exact", variant="truth"), perfect, exact.pixel_map, None,
+    ranked = Run(RunSpec("permutation", variant="truth"), perfect, exact.pixel_map, None,
                  exact.evals, exact.seconds, exact.forward_seconds)
     assert score(ranked, model, ex, targets, refs, 1e-3)["auroc_truth"] == 1.0
-    assert score(Run(RunSpec("exact", variant="inverted"), -perfect, exact.pixel_map, None,
+    assert score(Run(RunSpec("permutation", variant="inverted"), -perfect, exact.pixel_map, None,
                      exact.evals, exact.seconds, exact.forward_seconds),
                  model, ex, targets, refs, 1e-3)["auroc_truth"] == 0.0
 

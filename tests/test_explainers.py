@@ -396,8 +396,9 @@ def flaky(model: nn.Module, fail_on: int) -> nn.Module:
 def snapshot(model: nn.Module, x: Tensor) -> dict:
     return {"modes": [m.training for m in model.modules()], "hooks": hook_counts(model),
             "grads": [p.grad for p in model.parameters()],
+            "state": {k: v.clone() for k, v in model.state_dict().items()},   # params, buffers
             "requires": [p.requires_grad for p in model.parameters()],
-            "torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(),
+            "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
             "python": random.getstate(), "x": x.clone(), "x_requires": x.requires_grad,
             "grad_enabled": torch.is_grad_enabled()}
 
@@ -408,8 +409,11 @@ def assert_untouched(model: nn.Module, x: Tensor, before: dict) -> None:
     assert after["hooks"] == before["hooks"]
     assert all(a is b for a, b in zip(after["grads"], before["grads"], strict=True))
     assert after["requires"] == before["requires"]
+    assert after["state"].keys() == before["state"].keys()
+    assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())
     assert torch.equal(after["torch"], before["torch"])
-    assert np.array_equal(after["numpy"], before["numpy"])
+    (_, key_a, *rest_a), (_, key_b, *rest_b) = after["numpy"], before["numpy"]
+    assert np.array_equal(key_a, key_b) and rest_a == rest_b          # the key and its position
     assert after["python"] == before["python"]
     assert torch.equal(after["x"], before["x"]) and after["x_requires"] == before["x_requires"]
     assert after["grad_enabled"] == before["grad_enabled"]

@@ -227,13 +227,13 @@ def test_checkpoint_round_trip(tmp_path, vit):
 def test_corrupt_or_mismatched_checkpoints_name_the_file_and_the_fix(tmp_path, vit):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"(?s)bad\.pt is unreadable.*delete"):
+    with pytest.raises(CheckpointError, match=r"(?s)bad\.pt cannot be read.*delete"):
         load_checkpoint(bad, vit)
     good = tmp_path / "small.pt"
     save_checkpoint(good, vit, {})
     with seeded(0):
         bigger = create_vit(ViTConfig(dim=32, depth=2, heads=2))
-    with pytest.raises(CheckpointError, match=r"(?s)small\.pt does not match.*retrain"):
+    with pytest.raises(CheckpointError, match=r"(?s)small\.pt was saved from another model.*retrain"):
         load_checkpoint(good, bigger)
     with pytest.raises(FileNotFoundError, match="make build"):
         load_checkpoint(tmp_path / "missing.pt", vit)

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import pytest
+import torch
 
 from models import zoo
 from tools.readme import replace_block
@@ -54,3 +55,17 @@ def test_readme_blocks_are_replaced_between_their_markers(tmp_path):
     assert replace_block("t", "| a |\n", readme)
     assert readme.read_text() == "intro\n<!-- t:begin -->\n| a |\n<!-- t:end -->\noutro\n"
     assert not replace_block("missing", "x", readme)
+
+
+@pytest.mark.parametrize("name", ["vit_digits", "learned_vit_digits"])
+def test_training_twice_with_the_same_seed_gives_identical_weights(name, monkeypatch, tmp_path):
+    """Same spec, two empty caches: the same weights bit for bit (on the CPU), with the state
+    file of the resumable loop removed at the end."""
+    weights = []
+    for run in ("a", "b"):
+        monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path / run))
+        trained = zoo.fit(zoo.resolve(name, quick=True), device="cpu", progress=False)
+        weights.append(trained.model.state_dict())
+        assert not list((tmp_path / run / "models").glob("*.state.pt"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -26,6 +26,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from tools.files import write_atomic
+
 TRUTH_COLOUR = "#00e000"          # drawn over a black line: visible on any object colour
 GRID_COLOUR = (1.0, 1.0, 1.0, 0.45)
 
@@ -303,10 +305,9 @@ def plot_video(clips: Tensor, maps: Tensor, *, truth: Tensor | None = None,
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write `fig` as a small PNG (parents created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return write_atomic(path, buffer.getvalue())      # never a half-written PNG
 
 
 def plot_pairs(images: Tensor, pairs: Tensor, *, patch_size: int, chosen: Sequence[int],

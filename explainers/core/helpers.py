@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from explainers.core.inputs import Players
+from explainers.core.inputs import Players, own_players
 from explainers.core.model_kind import model_name
 from explainers.core.verb import Result
 from shapley.game import make_baseline
@@ -53,10 +53,7 @@ def games(model: nn.Module, x: Tensor, players: Players, *, removal: str, baseli
     """One masking game per input of the batch (B, C, *S), over `players`."""
     from shapley.game import MaskingGame
 
-    # the model's own players: a ViT's patches, or the tubelets a video model drops as tokens
-    own_patches = players.kind == "patches" or (
-        players.kind == "tubelets" and getattr(model, "removal", None) == "drop"
-        and tuple(players.grid) == tuple(model.tubelets))
+    own_patches = own_players(model, players)
     if removal == "drop" and not own_patches:
         raise ValueError("removal='drop' removes the model's own patches or tubelet tokens: it "
                          "works with neither a feature_mask nor another tubelet grid; use "

@@ -1,10 +1,13 @@
-"""Checking what a user passes to `explain`: the batch, the targets and the players.
+"""Checking what a user passes to `explain`: the batch, the targets, the players, the model's
+output and options that would be ignored.
 
 Every check runs before any expensive work and says what was wrong and how to fix it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +57,13 @@ def as_batch(model: nn.Module, x: Tensor, feature_mask: Tensor | None,
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}; "
                         "use torch.as_tensor(x)")
+    if device.type == "meta":
+        raise ValueError(f"{model_name(model)}'s parameters are on the meta device and hold no "
+                         "values; materialise the model first, e.g. model.to_empty(device='cpu') "
+                         "then models.train.load_checkpoint(path, model)")
+    if x.device.type == "meta":
+        raise ValueError("x is on the meta device and holds no values; pass the input's data "
+                         "(a tensor on 'cpu' or 'cuda')")
     if not x.is_floating_point():
         raise TypeError(f"x must be a float tensor of values in [0, 1], got {x.dtype}; "
                         "use x.float() / 255 for 8-bit images")
@@ -179,3 +189,55 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def own_players(model: nn.Module, players: Players) -> bool:
+    """Whether the players are the model's own tokens: a ViT's patches, or the tubelets a video
+    model drops as tokens (the masking game can then remove them by token dropping)."""
+    return players.kind == "patches" or (
+        players.kind == "tubelets" and getattr(model, "removal", None) == "drop"
+        and tuple(players.grid) == tuple(model.tubelets))
+
+
+def check_baseline_is_used(method: str, model: nn.Module, players: Players, options: dict,
+                           accepted: tuple[str, ...] | None) -> None:
+    """Refuse `baseline=` where the masking game drops the model's own tokens and never reads it.
+
+    `removal="auto"` drops tokens whenever the model can (shapley.game.MaskingGame); a baseline
+    the user chose would then be silently ignored.
+    """
+    if "baseline" not in options or accepted is None or "removal" not in accepted:
+        return
+    removal = options.get("removal", "auto")
+    can_drop = hasattr(model, "n_players") and hasattr(model, "encode")
+    if removal in ("auto", "drop") and can_drop and own_players(model, players):
+        given = options["baseline"]
+        shown = "<tensor>" if isinstance(given, Tensor) else repr(given)
+        raise ValueError(f"baseline={shown} would be ignored: {method} removes "
+                         f"{model_name(model)}'s own {players.kind} by token dropping "
+                         f"(removal={removal!r}); pass removal='baseline' to replace them with "
+                         "the baseline, or drop baseline=")
+
+
+@contextlib.contextmanager
+def logits_only(model: nn.Module) -> Iterator[None]:
+    """Raise in our words, at the model's first pass, when its forward returns no logits tensor.
+
+    Explainers need `model(x)` to be the logits (B, K); a tuple or a dict (e.g. a Hugging Face
+    style output) would otherwise fail deep inside a method with an obscure AttributeError.
+    """
+
+    def check(module: nn.Module, args, output) -> None:
+        if not isinstance(output, Tensor):
+            kind = type(output).__name__
+            hint = ("out['logits']" if isinstance(output, dict) else
+                    "out[0]" if isinstance(output, (tuple, list)) else "out.logits")
+            raise TypeError(f"{model_name(module)}'s forward returned a {kind}, but explainers "
+                            "need the logits tensor (B, K); wrap the model in a module whose "
+                            f"forward returns them (e.g. {hint})")
+
+    handle = model.register_forward_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()

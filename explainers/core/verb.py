@@ -29,10 +29,17 @@ import torch
 from torch import Tensor, nn
 
 from explainers.core.counting import count_rows
-from explainers.core.inputs import Players, as_batch, as_target, make_players
+from explainers.core.inputs import (
+    Players,
+    as_batch,
+    as_target,
+    check_baseline_is_used,
+    logits_only,
+    make_players,
+)
 from explainers.core.isolation import leave_no_trace, reseed
 from explainers.core.model_kind import model_device
-from explainers.core.registry import check_options, lookup
+from explainers.core.registry import accepted_options, check_options, lookup
 
 
 @dataclass
@@ -73,6 +80,8 @@ def explain(method: str, model: nn.Module, x: Tensor, target=None, *, seed: int 
     """Player values (B, N) and a pixel map for class `target` of each input (predicted if None).
 
     Args:
+        model: a classifier whose forward returns the logits (B, K), on any device (x is copied
+            there; the results come back on x's device).
         x: images (B, C, H, W) or clips (B, C, T, H, W) in [0, 1]; one input without the batch
             dimension is explained as a batch of one.
         target: class per input ((B,) tensor, list or numpy array), one int (or numpy integer)
@@ -87,9 +96,10 @@ def explain(method: str, model: nn.Module, x: Tensor, target=None, *, seed: int 
     out_device = x.device if isinstance(x, Tensor) else torch.device("cpu")
     device = model_device(model)
     with leave_no_trace(model, fn.needs_gradients, fn.uses_randomness), \
-            count_rows(model) as counter:
+            count_rows(model) as counter, logits_only(model):
         xb = as_batch(model, x, feature_mask, device)
         players = make_players(model, xb, feature_mask, tubelets)
+        check_baseline_is_used(method, model, players, options, accepted_options(fn))
         tb = as_target(model, xb, target, options.get("batch_size", 64))
         if fn.uses_randomness:
             reseed(seed)
