@@ -387,6 +387,14 @@ def flaky(model: nn.Module, fail_on: int) -> nn.Module:
             self.tick()
             return super().encode(*args, **kwargs)
 
+        def shapley_values(self, *args, **kwargs):   # LearnedSHAP's one-pass explanation
+            self.tick()
+            return super().shapley_values(*args, **kwargs)
+
+        def decompose(self, *args, **kwargs):        # a trained post-hoc explainer's pass
+            self.tick()
+            return super().decompose(*args, **kwargs)
+
     model = copy.deepcopy(model)
     model.__class__ = Flaky
     model.calls = 0
@@ -519,6 +527,45 @@ def test_no_side_effects_after_an_error(method, vit, r3d, images, clips):
     with pytest.raises(RuntimeError, match="injected failure"):
         run(method, model, x)
     assert_untouched(model, x, before)
+
+
+MODEL_SPECIFIC = ["learned_shap", "learned_shap_posthoc", "shap_cam", "vit_shapley"]
+
+
+def model_specific(method: str, vit, learned_vit, r3d, images, clips):
+    """(model, input, options) for the methods that need their own kind of model."""
+    if method == "learned_shap":
+        return copy.deepcopy(learned_vit), images, {}
+    if method == "shap_cam":                         # a CNN's feature map
+        return copy.deepcopy(r3d), clips, {}
+    from models.posthoc import PostHocShap
+
+    with seeded(0):
+        net = PostHocShap(vit, head="vit_shapley" if method == "vit_shapley" else "harsanyi")
+    return copy.deepcopy(vit), images, {"explainer": net.eval()}
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["success", "error"])
+@pytest.mark.parametrize("method", MODEL_SPECIFIC)
+def test_no_side_effects_of_the_model_specific_methods(method, fails, vit, learned_vit, r3d,
+                                                       images, clips):
+    """The methods left out of the shared lists: the same guarantees, after success and after an
+    error injected mid-run (in the model, or in the trained explainer it reads)."""
+    assert set(MODEL_SPECIFIC) | set(VIT_METHODS) | set(VIDEO_METHODS) == set(EXPLAINERS)
+    model, x, kw = model_specific(method, vit, learned_vit, r3d, images, clips)
+    if fails and "explainer" in kw:
+        kw["explainer"] = flaky(kw["explainer"], fail_on=1)
+    elif fails:
+        model = flaky(model, fail_on=2)              # call 1 predicts the target, call 2 raises
+    model, x = prepared(model), x.clone()
+    watched = [(m, snapshot(m, x)) for m in (model, *kw.values())]
+    if fails:
+        with pytest.raises(RuntimeError, match="injected failure"):
+            run(method, model, x, **kw)
+    else:
+        run(method, model, x, **kw)
+    for m, before in watched:
+        assert_untouched(m, x, before)
 
 
 def test_explain_under_no_grad_still_works(vit, images):
