@@ -9,14 +9,18 @@ For each player count two kinds of game, each on the same stratified test images
 
 Every one-pass explainer is scored against a reference of its game (exact up to 16 players, else
 antithetic permutation in two halves, with its own noise), and every sampler (ours, Leverage
-SHAP, shapiq's; `evaluation.break_even.ALL_SAMPLERS`) runs on the same images and references on a
-doubling grid of budgets from 2n to 32n. Break-even: the fewest evaluations at which the best
+SHAP, shapiq's; `evaluation.break_even.ALL_SAMPLERS`) runs on the same images and references at
+budgets 2n, 4n, ..., 32n (2n, 8n and 32n at 196 players, to keep it within hours). Break-even: the fewest evaluations at which the best
 sampler's mean error is at or below the explainer's. Also the pair terms against exact Faith-Shap
 (16 players), the game's remainder (what a pairwise decomposition leaves unexplained), accuracy,
 seconds per explanation and training cost in model evaluations. Writes `scale.json`, `scale.md`,
 the figure `scale_error_vs_evals.png` and a README block.
 
-    python -m evaluation.scale [--quick] [--players 16 64 196]
+    python -m evaluation.scale [--quick] [--players 16 64 196] [--games MODEL ...]
+
+Each game's results are cached under `<cache>/scale/` (keyed by its setting, its models'
+checkpoints and the scoring code), so a run killed midway redoes no finished game, and `--games`
+computes some games only (e.g. two processes, one game each; a run without it writes the tables).
 
 Heavy (the 196-player models trained for 10 to 33 minutes each on 2 cores here), so it has its
 own target: `make scale`.
@@ -24,9 +28,12 @@ own target: `make scale`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -63,6 +70,7 @@ class Setting:
     goal_co_trained: float
     goal_frozen: float
     accuracy_tolerance: float            # co-trained accuracy may fall this far below plain
+    grid_factor: int = 2                 # budgets 2n, 2n * factor, ... up to the largest
 
 
 SETTINGS = {
@@ -74,7 +82,7 @@ SETTINGS = {
                 (0, 1), 0.01, 0.10, 0.005),
     196: Setting(("learned_vit_patches196", "learned_vit_patches196_w0"), "vit_patches196",
                  ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
-                 2, REFERENCE_BUDGET196, (0,), 0.02, 0.15, 0.01),
+                 2, REFERENCE_BUDGET196, (0,), 0.02, 0.15, 0.01, grid_factor=4),
 }
 # quick mode (tests): one image per class, small references and grids, a few samplers
 QUICK = {"per_class": 1, "reference_budget": {64: 1024, 196: 1568}, "largest": 4, "seeds": (0,),
@@ -90,7 +98,16 @@ def setting_for(n_players: int, quick: bool) -> Setting:
     if not quick:
         return s
     budget = None if s.reference_budget is None else QUICK["reference_budget"][n_players]
-    return replace(s, per_class=QUICK["per_class"], reference_budget=budget, seeds=QUICK["seeds"])
+    return replace(s, per_class=QUICK["per_class"], reference_budget=budget, seeds=QUICK["seeds"],
+                   grid_factor=2)
+
+
+def budgets(n: int, largest: int, factor: int) -> list[int]:
+    """Budgets 2n, 2n * factor, 2n * factor^2, ... up to largest * n (at least 2n)."""
+    grid = [2 * n]
+    while grid[-1] * factor <= largest * n:
+        grid.append(grid[-1] * factor)
+    return grid
 
 
 def training_evals(spec: zoo.ModelSpec) -> int:
@@ -103,9 +120,10 @@ def training_evals(spec: zoo.ModelSpec) -> int:
     return spec.epochs * n_train * rows
 
 
-def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, seeds, samplers,
-               largest: int, progress: bool) -> dict:
-    grid = be.doubling_grid(n, largest * n)
+def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, s: Setting,
+               samplers, largest: int, progress: bool) -> dict:
+    grid = budgets(n, largest, s.grid_factor)
+    seeds = s.seeds
     curves = be.sampler_curves(model, list(xs), targets, refs, grid, seeds=seeds,
                                samplers=samplers, progress=progress)
     reasons = {s: be.skip_reason(s, n) for s in samplers}
@@ -157,7 +175,7 @@ def co_trained(name: str, s: Setting, quick: bool, samplers, largest: int,
              "training_evals": training_evals(spec),
              "train_seconds": trained.meta["train_seconds"], "examples": rows}
     targets = [r["target"] for r in rows]
-    curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress)
+    curves = curves_for(model, ex.x, targets, refs, n, s, samplers, largest, progress)
     entry["break_even"] = versus_samplers(entry, curves, n)
     accuracy_ok = entry["accuracy"] >= entry["plain_accuracy"] - s.accuracy_tolerance
     entry["goal_met"] = entry["rel_l2"]["mean"] <= s.goal_co_trained and accuracy_ok
@@ -181,23 +199,64 @@ def frozen(s: Setting, quick: bool, samplers, largest: int, progress: bool) -> d
     ex = load_examples(spec, model, s.per_class)
     refs = references_for(model, ex, s.reference_budget, progress)
     targets = [r["target"] for r in entries[0]["examples"]]
-    curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress)
+    curves = curves_for(model, ex.x, targets, refs, n, s, samplers, largest, progress)
     for entry in entries:
         entry["break_even"] = versus_samplers(entry, curves, n)
     return {"kind": "frozen", "model": s.frozen, "n_players": n, "explainers": entries, **curves}
 
 
-def run(players: list[int], quick: bool, progress: bool = True) -> dict:
+# what a cached game's numbers depend on besides its setting and checkpoints (the drivers' tables
+# and figure are not in it)
+CODE = [ROOT / "evaluation" / f"{m}.py" for m in (
+    "break_even", "examples", "learned_report", "posthoc", "references")] + sorted(
+    (ROOT / "shapley").glob("*.py"))
+
+
+def game_key(kind: str, models: list[str], s: Setting, quick: bool, samplers, largest: int) -> str:
+    """Hash of what one game's results depend on: the setting, the samplers and grid, the
+    checkpoints of its models (their fingerprints) and the code that scores them."""
+    checkpoints = [zoo.checkpoint_path(zoo.resolve(m, quick)).name for m in models]
+    parts = {"kind": kind, "setting": asdict(s), "quick": quick, "samplers": list(samplers),
+             "largest": largest, "checkpoints": checkpoints}
+    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    for path in CODE:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_game(key: str, label: str, compute: Callable[[], dict]) -> dict:
+    """A game's results from `<cache>/scale/<key>.json`, or computed, timed and saved there: a
+    study killed midway, or run in parts (`--games`, one process each), redoes no finished game."""
+    path = zoo.cache_dir() / "scale" / f"{key}.json"
+    if path.exists():
+        print(f"{label}: reusing {path}")
+        return json.loads(path.read_text())
+    start = time.perf_counter()
+    game = compute()
+    game["seconds"] = time.perf_counter() - start
+    return write_json(path, game)
+
+
+def run(players: list[int], quick: bool, progress: bool = True,
+        only: list[str] | None = None) -> dict:
+    """Every game of these player counts (or only those whose model is named in `only`)."""
     samplers = QUICK["samplers"] if quick else tuple(be.ALL_SAMPLERS)
     largest = QUICK["largest"] if quick else LARGEST
     games, seconds = [], {}
     for n in players:
-        start = time.perf_counter()
         s = setting_for(n, quick)
-        for name in s.co_trained:
-            games.append(co_trained(name, s, quick, samplers, largest, progress))
-        games.append(frozen(s, quick, samplers, largest, progress))
-        seconds[str(n)] = time.perf_counter() - start
+        jobs = [("co_trained", name, [name, zoo.resolve(name, quick).plain],
+                 partial(co_trained, name, s, quick, samplers, largest, progress))
+                for name in s.co_trained]
+        jobs.append(("frozen", s.frozen, [s.frozen, *s.explainers],
+                     partial(frozen, s, quick, samplers, largest, progress)))
+        mine = []
+        for kind, model, models, compute in jobs:
+            if only is None or model in only:
+                key = game_key(kind, models, s, quick, samplers, largest)
+                mine.append(cached_game(key, f"{kind} {model}", compute))
+        games += mine
+        seconds[str(n)] = sum(g["seconds"] for g in mine)   # computing, not training the models
     return {"players": players, "quick": quick, "samplers": list(samplers), "largest": largest,
             "games": games, "seconds": seconds}
 
@@ -266,19 +325,20 @@ def frozen_table(results: dict) -> str:
 def sampler_table(results: dict) -> str:
     """Every sampler's mean error at every budget, one block of rows per game."""
     largest = results["largest"]
-    head = " | ".join(f"{m}n" for m in [2 ** i for i in range(1, 20) if 2 ** i <= largest])
-    lines = [f"| game | players | sampler | {head} |",
-             "|---|---:|---|" + "---:|" * len(head.split(" | "))]
+    multiples = [2 ** i for i in range(1, 20) if 2 ** i <= largest]
+    lines = ["| game | players | sampler | " + " | ".join(f"{m}n" for m in multiples) + " |",
+             "|---|---:|---|" + "---:|" * len(multiples)]
     for g in results["games"]:
         label = f"{g['kind'].replace('_', '-')} `{g['model']}`"
+        n = g["n_players"]
         for name in results["samplers"]:
             if name in g["skipped"]:
-                cells = [g["skipped"][name]] + [""] * (len(g["grid"]) - 1)
-            else:
+                cells = [g["skipped"][name]] + [""] * (len(multiples) - 1)
+            else:   # "–": a budget off this game's grid, or a run that did not reach it
                 by_budget = {p["budget"]: p for p in g["curves"].get(name, [])}
-                cells = [("failed" if "failed" in by_budget[b] else
-                          f"{by_budget[b]['rel_l2']:.3g}") if b in by_budget else "–"
-                         for b in g["grid"]]
+                cells = [("failed" if "failed" in by_budget[m * n] else
+                          f"{by_budget[m * n]['rel_l2']:.3g}") if m * n in by_budget else "–"
+                         for m in multiples]
             lines.append(f"| {label} | {g['n_players']} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -360,8 +420,22 @@ def main(argv: list[str] | None = None) -> dict:
                                "(default shap_overlays/; in quick mode <cache>/scale-quick/)")
     parser.add_argument("--players", nargs="*", type=int, default=list(SETTINGS),
                         choices=list(SETTINGS))
+    parser.add_argument("--games", nargs="+", default=None, metavar="MODEL",
+                        help="compute and cache only the games of these models (a co-trained "
+                             "LearnedSHAP ViT, or the plain ViT of a frozen game), e.g. one "
+                             "process each; a run without --games then writes the tables")
     args = parser.parse_args(argv)
     quick, out = setup(args, OUT, "scale-quick")
+    if args.games:
+        known = {m for n in args.players for m in (*SETTINGS[n].co_trained, SETTINGS[n].frozen)}
+        unknown = sorted(set(args.games) - known)
+        if unknown:
+            raise SystemExit(f"--games: no game of {unknown} at {args.players} players; "
+                             f"choose from {sorted(known)}")
+        results = run(args.players, quick, not args.no_progress, only=args.games)
+        print(f"cached {len(results['games'])} games in {zoo.cache_dir() / 'scale'}; run "
+              "without --games to write the tables")
+        return results
     results = run(args.players, quick, not args.no_progress)
     results = merged(results, out / "scale.json")
     results = write_json(out / "scale.json", results)

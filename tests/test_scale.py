@@ -137,3 +137,52 @@ def test_a_run_of_some_player_counts_keeps_the_others(tmp_path):
     assert [(g["n_players"], g["kind"]) for g in out["games"]] == [
         (16, "co_trained"), (64, "co_trained"), (64, "frozen"), (196, "frozen")]
     assert scale.merged({**new, "quick": True}, path) == {**new, "quick": True}   # other setup
+
+
+def test_196_players_run_the_samplers_at_2n_8n_and_32n():
+    assert scale.budgets(196, 32, 4) == [392, 1568, 6272]
+    assert scale.budgets(64, 32, 2) == [128, 256, 512, 1024, 2048]
+    assert scale.setting_for(196, quick=False).grid_factor == 4
+    assert scale.setting_for(196, quick=True).grid_factor == 2     # quick: 2n and 4n
+
+
+def test_sampler_table_puts_each_budget_under_its_own_column():
+    curve = [{"budget": b, "evals": b, "rel_l2": e} for b, e in ((392, 0.5), (1568, 0.2))]
+    results = {"largest": 32, "samplers": ["permutation", "shapiq_kadd"],
+               "games": [{"kind": "frozen", "model": "m", "n_players": 196,
+                          "grid": [392, 1568, 6272], "curves": {"permutation": curve},
+                          "skipped": {"shapiq_kadd": "skipped at 196 players: why"}}]}
+    rows = scale.sampler_table(results).splitlines()
+    assert rows[0].split(" | ")[3:] == ["2n", "4n", "8n", "16n", "32n |"]
+    assert rows[2].endswith("| permutation | 0.5 | – | 0.2 | – | – |")
+    assert rows[3].endswith("| skipped at 196 players: why |  |  |  |  |")
+
+
+def test_a_finished_game_is_read_back_not_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path))
+    calls = []
+
+    def fake(kind):
+        def compute(*args):
+            calls.append(kind)
+            return {"kind": kind, "n_players": 16, "explainers": [], "grid": [32], "curves": {},
+                    "skipped": {}}
+        return compute
+    monkeypatch.setattr(scale, "co_trained", lambda name, *a: fake("co_trained")())
+    monkeypatch.setattr(scale, "frozen", lambda *a: fake("frozen")())
+    first = scale.run([16], quick=True, progress=False, only=["vit_patches"])
+    assert calls == ["frozen"] and [g["kind"] for g in first["games"]] == ["frozen"]
+    again = scale.run([16], quick=True, progress=False)      # the frozen game from the cache
+    assert calls == ["frozen", "co_trained"]
+    assert again["games"][1] == first["games"][0]
+    assert again["seconds"]["16"] == sum(g["seconds"] for g in again["games"])
+    # another setting is another game
+    s = scale.setting_for(16, quick=True)
+    other = scale.replace(s, per_class=2)
+    keys = {scale.game_key("frozen", ["vit_patches"], x, True, ["permutation"], 4) for x in (s, other)}
+    assert len(keys) == 2
+
+
+def test_games_names_a_model_of_the_player_counts():
+    with pytest.raises(SystemExit, match="no game of \\['vit_patches64'\\] at \\[16\\] players"):
+        scale.main(["--quick", "--players", "16", "--games", "vit_patches64", "--no-progress"])
