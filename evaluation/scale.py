@@ -120,6 +120,15 @@ def training_evals(spec: zoo.ModelSpec) -> int:
     return spec.epochs * n_train * rows
 
 
+def training_seconds(meta: dict) -> float:
+    """Seconds a model trained, over every run of a training resumed after a stop (the
+    checkpoint's `train_seconds` counts only the run that finished it)."""
+    epochs = meta.get("history") or []
+    if epochs and all("seconds" in row for row in epochs):
+        return sum(row["seconds"] for row in epochs)
+    return meta["train_seconds"]
+
+
 def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, s: Setting,
                samplers, largest: int, progress: bool) -> dict:
     grid = budgets(n, largest, s.grid_factor)
@@ -173,7 +182,7 @@ def co_trained(name: str, s: Setting, quick: bool, samplers, largest: int,
              "seconds_per_explanation": forward_cost(
                  model, plain.model, ex.x[:1].to(model_device(model)), 10)["learned_seconds"],
              "training_evals": training_evals(spec),
-             "train_seconds": trained.meta["train_seconds"], "examples": rows}
+             "train_seconds": training_seconds(trained.meta), "examples": rows}
     targets = [r["target"] for r in rows]
     curves = curves_for(model, ex.x, targets, refs, n, s, samplers, largest, progress)
     entry["break_even"] = versus_samplers(entry, curves, n)

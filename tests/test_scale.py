@@ -186,3 +186,9 @@ def test_a_finished_game_is_read_back_not_recomputed(tmp_path, monkeypatch):
 def test_games_names_a_model_of_the_player_counts():
     with pytest.raises(SystemExit, match="no game of \\['vit_patches64'\\] at \\[16\\] players"):
         scale.main(["--quick", "--players", "16", "--games", "vit_patches64", "--no-progress"])
+
+
+def test_training_seconds_add_up_the_epochs_of_a_resumed_training():
+    resumed = {"train_seconds": 30.0, "history": [{"seconds": 100.0}, {"seconds": 30.0}]}
+    assert scale.training_seconds(resumed) == 130.0
+    assert scale.training_seconds({"train_seconds": 7.0, "history": []}) == 7.0
