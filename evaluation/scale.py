@@ -80,7 +80,8 @@ SETTINGS = {
     64: Setting(("learned_vit_patches64",), "vit_patches64",
                 ("posthoc_vit_patches64", "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64,
                 (0, 1), 0.01, 0.10, 0.005),
-    196: Setting(("learned_vit_patches196", "learned_vit_patches196_w0"), "vit_patches196",
+    196: Setting(("learned_vit_patches196", "learned_vit_patches196_w0",
+                  "learned_vit_patches196_w100"), "vit_patches196",
                  ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
                  2, REFERENCE_BUDGET196, (0,), 0.02, 0.15, 0.01, grid_factor=4),
 }
@@ -225,7 +226,9 @@ def game_key(kind: str, models: list[str], s: Setting, quick: bool, samplers, la
     """Hash of what one game's results depend on: the setting, the samplers and grid, the
     checkpoints of its models (their fingerprints) and the code that scores them."""
     checkpoints = [zoo.checkpoint_path(zoo.resolve(m, quick)).name for m in models]
-    parts = {"kind": kind, "setting": asdict(s), "quick": quick, "samplers": list(samplers),
+    # which models the setting lists is not the game's business (a model added beside it keeps it)
+    setting = {k: v for k, v in asdict(s).items() if k not in ("co_trained", "frozen", "explainers")}
+    parts = {"kind": kind, "setting": setting, "quick": quick, "samplers": list(samplers),
              "largest": largest, "checkpoints": checkpoints}
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
     for path in CODE:

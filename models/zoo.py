@@ -189,6 +189,12 @@ SCALE_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               head=_head(0.0, "kernel_paired"), plain="vit_patches196",
               data_options=PATCH196, quick=QUICK196,
               description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, no consistency loss"),
+    # the consistency weight that made the 64-patch game nearly pairwise (rel. L2 0.0048 there):
+    # does a stronger consistency term make the head faithful at 196 players, and at what accuracy
+    ModelSpec("learned_vit_patches196_w100", "learned_vit", "patch_game", VIT196, epochs=28,
+              head=_head(100.0, "kernel_paired"), plain="vit_patches196",
+              data_options=PATCH196, quick=QUICK196,
+              description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, consistency 100"),
     ModelSpec("posthoc_vit_patches196", "posthoc_vit", "patch_game", VIT196, epochs=8,
               head={"rank": 8, "pairwise": True, "coalitions": 32}, plain="vit_patches196",
               data_options=PATCH196, quick=QUICK196,

@@ -100,7 +100,7 @@ def test_scale_quick_run_writes_consistent_tables(tmp_path):
     assert (tmp_path / "scale_error_vs_evals.png").stat().st_size > 10_000
     kinds = [(g["kind"], g["n_players"]) for g in results["games"]]
     assert kinds == [("co_trained", 16), ("frozen", 16), ("co_trained", 196),
-                     ("co_trained", 196), ("frozen", 196)]
+                     ("co_trained", 196), ("co_trained", 196), ("frozen", 196)]
     for g in results["games"]:
         n = g["n_players"]
         assert g["grid"] == [2 * n, 4 * n]
@@ -179,8 +179,10 @@ def test_a_finished_game_is_read_back_not_recomputed(tmp_path, monkeypatch):
     # another setting is another game
     s = scale.setting_for(16, quick=True)
     other = scale.replace(s, per_class=2)
-    keys = {scale.game_key("frozen", ["vit_patches"], x, True, ["permutation"], 4) for x in (s, other)}
-    assert len(keys) == 2
+    beside = scale.replace(s, co_trained=(*s.co_trained, "learned_vit_patches196"))
+    keys = [scale.game_key("frozen", ["vit_patches"], x, True, ["permutation"], 4)
+            for x in (s, other, beside)]
+    assert keys[0] != keys[1] and keys[0] == keys[2]     # a model listed beside it changes nothing
 
 
 def test_games_names_a_model_of_the_player_counts():
