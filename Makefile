@@ -44,7 +44,7 @@ sweep: build                     ## the accuracy-faithfulness trade-off (about 8
 posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*
 	$(PY) -m evaluation.posthoc --threads 2
 
-scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 2 h of models)
+scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 6 h of models on 2 cores)
 	$(PY) -m evaluation.scale --threads 2
 
 video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets, every sampler (under 1 h the first time): shap_overlays/video*

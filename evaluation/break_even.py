@@ -47,11 +47,12 @@ def skip_reason(name: str, n: int) -> str | None:
     """Why sampler `name` does not run on n players, or None when it does."""
     if name not in ALL_SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {ALL_SAMPLERS}")
+    # the measured cost first: a sampler skipped for it never reaches the quadratic limit
+    if name in SLOW and n > SLOW[name][0]:
+        return f"skipped at {n} players: {SLOW[name][1]}"
     if name in QUADRATIC and n > QUADRATIC_LIMIT:
         return (f"skipped at {n} players: its regression holds all {n * (n - 1) // 2:,} pairs, "
                 "so memory and time grow with n^2 coefficients x the budget's coalitions")
-    if name in SLOW and n > SLOW[name][0]:
-        return f"skipped at {n} players: {SLOW[name][1]}"
     return None
 
 

@@ -22,8 +22,8 @@ Each game's results are cached under `<cache>/scale/` (keyed by its setting, its
 checkpoints and the scoring code), so a run killed midway redoes no finished game, and `--games`
 computes some games only (e.g. two processes, one game each; a run without it writes the tables).
 
-Heavy (the 196-player models trained for 10 to 33 minutes each on 2 cores here), so it has its
-own target: `make scale`.
+Heavy (the six 196-player models trained for 12 minutes to 2 hours each on 2 shared cores), so it
+has its own target: `make scale`.
 """
 
 from __future__ import annotations
@@ -130,10 +130,10 @@ def training_seconds(meta: dict) -> float:
     return meta["train_seconds"]
 
 
-def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, s: Setting,
-               samplers, largest: int, progress: bool) -> dict:
-    grid = budgets(n, largest, s.grid_factor)
-    seeds = s.seeds
+def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, seeds, samplers,
+               largest: int, progress: bool, factor: int = 2) -> dict:
+    """Every sampler's error curve on budgets 2n, 2n * factor, ... up to largest * n."""
+    grid = budgets(n, largest, factor)
     curves = be.sampler_curves(model, list(xs), targets, refs, grid, seeds=seeds,
                                samplers=samplers, progress=progress)
     reasons = {s: be.skip_reason(s, n) for s in samplers}
@@ -185,7 +185,8 @@ def co_trained(name: str, s: Setting, quick: bool, samplers, largest: int,
              "training_evals": training_evals(spec),
              "train_seconds": training_seconds(trained.meta), "examples": rows}
     targets = [r["target"] for r in rows]
-    curves = curves_for(model, ex.x, targets, refs, n, s, samplers, largest, progress)
+    curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress,
+                        s.grid_factor)
     entry["break_even"] = versus_samplers(entry, curves, n)
     accuracy_ok = entry["accuracy"] >= entry["plain_accuracy"] - s.accuracy_tolerance
     entry["goal_met"] = entry["rel_l2"]["mean"] <= s.goal_co_trained and accuracy_ok
@@ -209,7 +210,8 @@ def frozen(s: Setting, quick: bool, samplers, largest: int, progress: bool) -> d
     ex = load_examples(spec, model, s.per_class)
     refs = references_for(model, ex, s.reference_budget, progress)
     targets = [r["target"] for r in entries[0]["examples"]]
-    curves = curves_for(model, ex.x, targets, refs, n, s, samplers, largest, progress)
+    curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress,
+                        s.grid_factor)
     for entry in entries:
         entry["break_even"] = versus_samplers(entry, curves, n)
     return {"kind": "frozen", "model": s.frozen, "n_players": n, "explainers": entries, **curves}
@@ -231,7 +233,9 @@ def game_key(kind: str, models: list[str], s: Setting, quick: bool, samplers, la
     parts = {"kind": kind, "setting": setting, "quick": quick, "samplers": list(samplers),
              "largest": largest, "checkpoints": checkpoints}
     h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    for path in CODE:
+    # quick mode (the tests) also keys on this driver, so that a test of an edit never reads a
+    # game the edit did not compute
+    for path in CODE + ([Path(__file__)] if quick else []):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
@@ -366,9 +370,10 @@ def figure(results: dict):
     """Error against model evaluations: a curve per sampler, the one-pass explainers as points;
     one panel per player count, co-trained above, frozen below."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     players = results["players"]
-    fig = Figure(figsize=(4.2 * len(players), 7.4), layout="constrained")
+    fig = Figure(figsize=(4.2 * len(players), 8.0), layout="constrained")
     axes = fig.subplots(2, len(players), squeeze=False)
     colours = {name: f"C{i % 10}" for i, name in enumerate(results["samplers"])}
     styles = {name: "-" if i < 10 else "--" for i, name in enumerate(results["samplers"])}
@@ -383,12 +388,19 @@ def figure(results: dict):
                     ax.plot([p["evals"] for p in curve], [p["rel_l2"] for p in curve],
                             styles[name], color=colours[name], marker=".", lw=1, label=name)
             k = 0
-            for g in games:
+            for i, g in enumerate(games):
+                first = k
                 for e in g["explainers"]:
                     ax.plot([e["evals_per_explanation"]], [e["rel_l2"]["mean"]],
                             markers[k % len(markers)], color="black", ms=8, mfc="none", mew=1.5,
                             label=f"{e['name']} (one pass)")
                     k += 1
+                if i:   # another model, another game: its point against its own best sampler
+                    best = g["explainers"][0]["break_even"]["best"]
+                    curve = be.completed(g["curves"][best])
+                    ax.plot([p["evals"] for p in curve], [p["rel_l2"] for p in curve], "--",
+                            color="black", marker=markers[first % len(markers)], ms=4, lw=1,
+                            label=f"{best} on {g['model']}'s game")
                 noise = max(e["reference_noise"]["max"] for e in g["explainers"])
                 if noise:
                     ax.axhline(noise, color="grey", ls=":", lw=1)
@@ -399,7 +411,13 @@ def figure(results: dict):
             ax.set_ylabel("rel. L2 error of phi (predicted class)")
             ax.set_title(f"{kind.replace('_', '-')}, {n} players\n(red: 2n, one antithetic pair; "
                          "dotted: reference noise)", fontsize=9)
-            ax.legend(fontsize=6, loc="lower left")
+            # the panel's own points here; the samplers' colours once, below the panels
+            points = [(h, lab) for h, lab in zip(*ax.get_legend_handles_labels())
+                      if lab not in colours]
+            ax.legend(*zip(*points), fontsize=6, loc="upper right")
+    handles = [Line2D([], [], ls=styles[name], color=colours[name], marker=".", label=name)
+               for name in results["samplers"]]
+    fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize=7)
     fig.suptitle("Scale study: error against model evaluations, samplers (curves) and one-pass "
                  "explainers (points)")
     return fig

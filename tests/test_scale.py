@@ -64,6 +64,9 @@ def test_quadratic_samplers_are_skipped_beyond_64_players_with_a_reason():
     assert be.skip_reason("shapiq_kadd", 64) is None
     reason = be.skip_reason("shapiq_kadd", 196)
     assert reason and "19,110 pairs" in reason
+    # a sampler skipped for its measured cost keeps that reason at every larger player count
+    assert "LightGBM" in be.skip_reason("shapiq_proxyspex", 64)
+    assert "LightGBM" in be.skip_reason("shapiq_proxyspex", 196)
     assert be.skip_reason("leverage", 196) is None
     with pytest.raises(ValueError, match="unknown sampler"):
         be.skip_reason("nope", 16)
