@@ -75,11 +75,11 @@ def smallest_budget(name: str, n: int) -> int:
     return min_budget("kernel", n) if name == "leverage" else 2
 
 
-def doubling_grid(n: int, largest: int) -> list[int]:
-    """Budgets 2n, 4n, 8n, ... up to `largest` (at least the first)."""
+def doubling_grid(n: int, largest: int, factor: int = 2) -> list[int]:
+    """Budgets 2n, 4n, 8n, ... up to `largest` (at least the first); with `factor` 4: 2n, 8n, ..."""
     grid = [2 * n]
-    while grid[-1] * 2 <= largest:
-        grid.append(grid[-1] * 2)
+    while grid[-1] * factor <= largest:
+        grid.append(grid[-1] * factor)
     return grid
 
 

@@ -103,13 +103,6 @@ def setting_for(n_players: int, quick: bool) -> Setting:
                    grid_factor=2)
 
 
-def budgets(n: int, largest: int, factor: int) -> list[int]:
-    """Budgets 2n, 2n * factor, 2n * factor^2, ... up to largest * n (at least 2n)."""
-    grid = [2 * n]
-    while grid[-1] * factor <= largest * n:
-        grid.append(grid[-1] * factor)
-    return grid
-
 
 def training_evals(spec: zoo.ModelSpec) -> int:
     """Model rows a co-trained LearnedSHAP ViT evaluates in training: per image and epoch, the
@@ -133,7 +126,7 @@ def training_seconds(meta: dict) -> float:
 def curves_for(model: nn.Module, xs: Tensor, targets: list[int], refs, n: int, seeds, samplers,
                largest: int, progress: bool, factor: int = 2) -> dict:
     """Every sampler's error curve on budgets 2n, 2n * factor, ... up to largest * n."""
-    grid = budgets(n, largest, factor)
+    grid = be.doubling_grid(n, largest * n, factor)
     curves = be.sampler_curves(model, list(xs), targets, refs, grid, seeds=seeds,
                                samplers=samplers, progress=progress)
     reasons = {s: be.skip_reason(s, n) for s in samplers}
