@@ -1,4 +1,5 @@
-# LearnedSHAP: `make run` reproduces every figure and table, `make test` runs the tests.
+# LearnedSHAP: `make run` reproduces every figure and table, `make test` runs the fast tests,
+# `make test-all` the whole suite (what CI runs).
 SHELL     := bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON    ?= python3
@@ -8,7 +9,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test bench bench-gpu experiment sweep posthoc scale video video-pairs shap-blur layers lint clean
+.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc scale video video-pairs shap-blur layers lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -24,7 +25,10 @@ results: build                   ## LearnedSHAP report + every explainer on the 
 	$(PY) -m evaluation.learned_report --threads 2 --no-progress
 	$(PY) -m evaluation.benchmark
 
-test: $(VENV)/.installed         ## the test suite (tiny models in quick mode, no network)
+test: $(VENV)/.installed         ## the fast suite: every test not marked slow (an edit-test loop, minutes)
+	$(PY) -m pytest -m "not slow"
+
+test-all: $(VENV)/.installed     ## the whole suite (CI): also the fresh-copy make run, faults, torchrun, study runs
 	$(PY) -m pytest
 
 bench: build                     ## speed: exact values of the ViT, sampler convergence

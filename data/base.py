@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zlib
 from collections.abc import Callable
@@ -24,6 +23,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from shapley.game import check_patch_grid
+from tools.code_key import outside_key
+from tools.files import save_torch
 
 GENERATOR_VERSION = 1
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,29 +83,18 @@ def split_rng(name: str, split: str, seed: int) -> np.random.Generator:
 
 # --- cache --------------------------------------------------------------------------------------
 
+@outside_key
 def cache_root() -> Path:
     """Where cached data and models live: LEARNEDSHAP_CACHE, or `<repo>/.cache`."""
     return Path(os.environ.get("LEARNEDSHAP_CACHE", ROOT / ".cache"))
 
 
+@outside_key
 def cache_path(name: str, split: str, seed: int, options: dict) -> Path:
     """The cache file of one generated split: `<cache>/data/<name>-<split>-seed<seed>-<hash>.pt`."""
     key = json.dumps({"options": options, "version": GENERATOR_VERSION}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     return cache_root() / "data" / f"{name}-{split}-seed{seed}-{digest}.pt"
-
-
-def save_tensors(path: Path, tensors: dict[str, Tensor]) -> None:
-    """torch.save written atomically: a temporary file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(tensors, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_tensors(path: Path) -> dict[str, Tensor]:
@@ -131,7 +121,7 @@ def cached(name: str, split: str, seed: int, options: dict,
             warnings.warn(f"cache file {path} is unreadable ({type(err).__name__}: {err}); "
                           "regenerating it", RuntimeWarning, stacklevel=2)
     tensors = generate()
-    save_tensors(path, tensors)
+    save_torch(path, tensors)
     return tensors
 
 

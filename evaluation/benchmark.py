@@ -49,7 +49,7 @@ from evaluation.records import (
     write_text,
 )
 from evaluation.references import Reference, reference
-from evaluation.runs import SAMPLERS, Run, RunSpec, run_method
+from evaluation.runs import SAMPLERS, Run, RunSpec, exact_run, run_method
 from evaluation.scoring import RESCALE_SHARE, nanmean, score
 from evaluation.timing import forward_cost, forward_seconds
 from explainers import explain
@@ -95,9 +95,12 @@ class Settings:
     sanity_samples: int = 50         # GradientSHAP samples inside the randomisation check
     sanity_budget: int = 256         # permutation budget inside the randomisation check
     figure_examples: int = 6
-    # One thread by default: these tiny models gain little from a second, and with any other
-    # process on a 2-core machine two threads wait for each other (many times slower).
-    threads: int = 1
+    exact_timed: int = 2             # examples the exact row is timed on (its values: references)
+    # Two threads: on an idle 2-core machine the exact enumeration of one 16-patch image takes
+    # 2.9 s on two and 5.0 s on one. With another busy process on the machine two threads wait
+    # for each other (many times slower): pass --threads 1 there. Results depend on the count
+    # (float sums), so reruns compare at the same setting.
+    threads: int = 2
 
 
 def settings_for(quick: bool, seed: int = 0) -> Settings:
@@ -113,7 +116,8 @@ def settings_for(quick: bool, seed: int = 0) -> Settings:
             break_even_per_class={"vit_patches": 1, "vit_digits": 1, "r3d_video": 1,
                                   "vit_patches64": 1},
             break_even_seeds=(0,), reference_budget64=2048, remainder_coalitions=200,
-            sanity_per_class=1, sanity_samples=8, sanity_budget=64, figure_examples=3)
+            sanity_per_class=1, sanity_samples=8, sanity_budget=64, figure_examples=3,
+            exact_timed=1)
     return Settings(
         quick=False, seed=seed,
         per_class={"vit_patches": 4, "vit_digits": 1, "r3d_video": 2},
@@ -182,7 +186,10 @@ def notes(key: str, info: dict) -> list[str]:
     game = info["game"]
     out = [f"\"vs exact\" compares every row with the exact Shapley values of this model's game "
            f"({game}). The gradient rows explain a game of their own, in which a player is "
-           "removed by moving its pixels to a reference input (the `explains` column)."]
+           "removed by moving its pixels to a reference input (the `explains` column). The "
+           "exact row's values are the references' own (one enumeration of the same game); its "
+           f"seconds were measured on the first {info['exact_timed']} examples, since its cost, "
+           "2^N model rows, is the same for every input."]
     if key == "r3d_video":
         out.append("The rows marked blur use the game's own reference, so they approximate the "
                    "same game; DeepLiftSHAP cannot run here (captum has no LayerNorm rule).")
@@ -253,11 +260,16 @@ def benchmark_model(key: str, trained: dict[str, zoo.Trained], settings: Setting
                 examples_correct=float((targets[:len(ex)] == ex.y).double().mean()),
                 # LearnedSHAP's whole cost: its explanation against the plain-head model's forward
                 learned_cost=forward_cost(model, plain.model, ex.x[:8].to(device)),
-                notes=notes(key, info))
+                exact_timed=settings.exact_timed)
+    info["notes"] = notes(key, info)
     runs, skipped = {}, []
     for rs in tqdm(plan(key, model, settings), desc=key, disable=not progress):
         try:
-            runs[rs.key] = run_method(rs, model, ex, targets[:len(ex)], seed=settings.seed)
+            if rs.method == "exact":      # the references hold its values: time a few examples
+                runs[rs.key] = exact_run(rs, model, ex, targets[:len(ex)], refs[:len(ex)],
+                                         seed=settings.seed, timed=settings.exact_timed)
+            else:
+                runs[rs.key] = run_method(rs, model, ex, targets[:len(ex)], seed=settings.seed)
         except ValueError as err:          # a method that cannot explain this model says why
             skipped.append({"model": key, "method": rs.method, "reason": str(err)})
     rows = []
@@ -467,7 +479,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "committed results)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default 1: robust on a shared CPU)")
+                        help="torch threads (default 2; 1 on a CPU shared with other work)")
     parser.add_argument("--record-make-run", type=float, default=None, metavar="SECONDS",
                         help="only write `make run`'s duration into the results and re-render")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -65,7 +65,10 @@ class Examples:
         """The first `per_class` examples of every class (a prefix of the interleaved order)."""
         if per_class > self.per_class:
             raise ValueError(f"these examples hold {self.per_class} per class, not {per_class}")
-        k = per_class * len(self.classes)
+        return self.head(per_class * len(self.classes))
+
+    def head(self, k: int) -> Examples:
+        """The first `k` examples (not stratified unless k is a multiple of the classes)."""
         return replace(self, x=self.x[:k], y=self.y[:k], relevant=self.relevant[:k],
                        truth=self.truth[:k], pairs=None if self.pairs is None else self.pairs[:k],
                        index=self.index[:k])

@@ -8,9 +8,10 @@ halves over two (the mean of two independent estimates is off by about half thei
 says how small an error it can judge. A measured error e of an estimate against a reference of
 noise r is about sqrt(e_true^2 + r^2), so errors below about 3 r are reported as bounds.
 
-References are cached under `<cache>/references/`, keyed by a hash of the model's weights, the
-input, the method and budget and the code of the Shapley core: the report and the benchmark
-score the same examples against one computation, and a second `make run` reuses it.
+References are cached under `<cache>/references/`, keyed by a hash of the model's weights and
+module code, the input, the method and budget and the code that computes them (`tools.code_key`):
+the report and the benchmark score the same examples against one computation, and a second
+`make run` reuses it.
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from data.base import save_tensors
+from evaluation.efficiency import check_efficient
 from explainers.core import model_device
 from models import zoo
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame
 from shapley.sampling import permutation_shapley
+from tools.code_key import ROOT, code_key, code_ref, outside_key
+from tools.files import save_torch
 
 EXACT_LIMIT = 16            # players up to which the reference is exact enumeration
 REFERENCE_SEED = 1000       # far from the seeds the samplers being judged use (0, 1, ...)
 NOISE_FACTOR = 3            # an error is resolved when the reference noise is at most a third
-ROOT = Path(__file__).resolve().parents[1]
-CODE = [ROOT / "shapley" / f for f in ("game.py", "exact.py", "sampling.py")] + [
-    Path(__file__), *sorted((ROOT / "models").glob("*.py"))]
 
 
 def game_for(model: nn.Module, x: Tensor) -> MaskingGame:
@@ -78,17 +78,23 @@ class Reference:
         return "exact" if self.exact else f"antithetic permutation, 2 x {self.n_evals // 2:,}"
 
 
-def fingerprint(model: nn.Module, x: Tensor, method: str, budget: int | None, seed: int) -> str:
-    """A key for one reference: the model's weights and class, the input, the method and code."""
+@outside_key
+def fingerprint(model: nn.Module, x: Tensor, method: str, budget: int | None, seed: int, *,
+                code_root: Path = ROOT) -> str:
+    """A key for one reference: the model's weights and the code of its modules (those this
+    project defines), the input, the method, budget and seed, and the code `compute` reaches
+    (`tools.code_key`: moving a helper or changing how references are stored keeps the key);
+    `code_root` reads that code from another source tree (the tests key edited copies)."""
     h = hashlib.sha256(f"{type(model).__qualname__}|{method}|{budget}|{seed}".encode())
     for name, t in model.state_dict().items():
         h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
     h.update(x.detach().cpu().float().contiguous().numpy().tobytes())
-    for path in CODE:
-        h.update(zoo.code_tokens(path))
+    own = {code_ref(type(m)) for m in model.modules()} - {None}     # third-party modules: pinned
+    h.update(code_key([compute, *sorted(own)], root=code_root).encode())
     return h.hexdigest()[:20]
 
 
+@outside_key
 def cache_dir() -> Path:
     return zoo.cache_dir() / "references"
 
@@ -113,42 +119,46 @@ def reference(model: nn.Module, x: Tensor, budget: int | None = None, *,
             return load(path, method)
         except Exception:          # unreadable or foreign file: compute it again
             path.unlink(missing_ok=True)
-    start = time.perf_counter()
-    game = game_for(model, x)
-    if method == "exact":
-        res = exact_shapley(game, n, interactions=True, faith=True)
-        ref = Reference(res.values, res.v_empty, res.v_full, method, res.n_evals,
-                        time.perf_counter() - start, pairs_harsanyi=res.pairs_harsanyi,
-                        pairs_sii=res.pairs_sii, pairs_faith=res.pairs_faith)
-        # exact values are efficient to float64 rounding: anything more is a bug
-        gap = (res.values.sum(0) - (res.v_full - res.v_empty)).abs()               # (K,)
-        scale = (res.v_full - res.v_empty).abs().clamp_min(res.values.abs().sum(0))
-        if (gap > 1e-5 * scale.clamp_min(1e-12)).any():
-            raise AssertionError(f"exact reference values miss efficiency by {gap.max():.3g}")
-    else:
-        halves = [permutation_shapley(game, n, budget // 2, seed=seed + h) for h in (0, 1)]
-        ends = game(torch.stack([torch.zeros(n, dtype=torch.bool),
-                                 torch.ones(n, dtype=torch.bool)])).double().cpu()   # (2, K)
-        stacked = torch.stack([h.values for h in halves])                          # (2, N, K)
-        ref = Reference(stacked.mean(0), ends[0], ends[1], method,
-                        sum(h.n_evals for h in halves), time.perf_counter() - start,
-                        halves=stacked)
+    ref = compute(model, x, method, budget, seed)
     if cache:
         save(path, ref)
     return ref
 
 
+def compute(model: nn.Module, x: Tensor, method: str, budget: int | None, seed: int) -> Reference:
+    """The reference of `x` computed (no cache): what a cached reference's key hashes the code of."""
+    n = model.n_players
+    start = time.perf_counter()
+    game = game_for(model, x)
+    if method == "exact":
+        res = exact_shapley(game, n, interactions=True, faith=True)
+        # exact values are efficient to float64 rounding: anything more is a bug
+        check_efficient(res.values, res.v_empty, res.v_full, "exact reference values")
+        return Reference(res.values, res.v_empty, res.v_full, method, res.n_evals,
+                         time.perf_counter() - start, pairs_harsanyi=res.pairs_harsanyi,
+                         pairs_sii=res.pairs_sii, pairs_faith=res.pairs_faith)
+    halves = [permutation_shapley(game, n, budget // 2, seed=seed + h) for h in (0, 1)]
+    ends = game(torch.stack([torch.zeros(n, dtype=torch.bool),
+                             torch.ones(n, dtype=torch.bool)])).double().cpu()       # (2, K)
+    stacked = torch.stack([h.values for h in halves])                              # (2, N, K)
+    return Reference(stacked.mean(0), ends[0], ends[1], method,
+                     sum(h.n_evals for h in halves), time.perf_counter() - start,
+                     halves=stacked)
+
+
 FIELDS = ("values", "v_empty", "v_full", "halves", "pairs_harsanyi", "pairs_sii", "pairs_faith")
 
 
+@outside_key
 def save(path: Path, ref: Reference) -> None:
     """Write a reference atomically: a crash never leaves a half-written file at `path`."""
     state = {k: getattr(ref, k) for k in FIELDS if getattr(ref, k) is not None}
     state["n_evals"] = torch.tensor(ref.n_evals)
     state["seconds"] = torch.tensor(ref.seconds, dtype=torch.float64)
-    save_tensors(path, state)
+    save_torch(path, state)
 
 
+@outside_key
 def load(path: Path, method: str) -> Reference:
     state = torch.load(path, map_location="cpu", weights_only=True)
     return Reference(method=method, n_evals=int(state.pop("n_evals")),

@@ -48,6 +48,7 @@ from evaluation.records import write_json, write_text
 from evaluation.timing import forward_cost
 from explainers.core import model_device
 from models import zoo
+from tools.code_key import code_key
 from tools.readme import replace_block
 from viz.overlay import save_figure
 
@@ -210,27 +211,21 @@ def frozen(s: Setting, quick: bool, samplers, largest: int, progress: bool) -> d
     return {"kind": "frozen", "model": s.frozen, "n_players": n, "explainers": entries, **curves}
 
 
-# what a cached game's numbers depend on besides its setting and checkpoints (the drivers' tables
-# and figure are not in it)
-CODE = [ROOT / "evaluation" / f"{m}.py" for m in (
-    "break_even", "examples", "learned_report", "posthoc", "references")] + sorted(
-    (ROOT / "shapley").glob("*.py"))
+GAMES = {"co_trained": co_trained, "frozen": frozen}
 
 
 def game_key(kind: str, models: list[str], s: Setting, quick: bool, samplers, largest: int) -> str:
     """Hash of what one game's results depend on: the setting, the samplers and grid, the
-    checkpoints of its models (their fingerprints) and the code that scores them."""
+    checkpoints of its models (their fingerprints, which cover the models' code) and the code
+    that computes the game (`tools.code_key` from `co_trained` or `frozen`; the drivers' tables
+    and figure are not in it, nor is `zoo.load`, whose result the checkpoints name)."""
     checkpoints = [zoo.checkpoint_path(zoo.resolve(m, quick)).name for m in models]
     # which models the setting lists is not the game's business (a model added beside it keeps it)
     setting = {k: v for k, v in asdict(s).items() if k not in ("co_trained", "frozen", "explainers")}
     parts = {"kind": kind, "setting": setting, "quick": quick, "samplers": list(samplers),
-             "largest": largest, "checkpoints": checkpoints}
-    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    # quick mode (the tests) also keys on this driver, so that a test of an edit never reads a
-    # game the edit did not compute
-    for path in CODE + ([Path(__file__)] if quick else []):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+             "largest": largest, "checkpoints": checkpoints,
+             "code": code_key([GAMES[kind]], skip=["models.zoo:load", "models.zoo:resolve"])}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def cached_game(key: str, label: str, compute: Callable[[], dict]) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from evaluation.efficiency import EFFICIENCY_RTOL, EfficiencyError, check_efficient
 from evaluation.examples import Examples, per_class_means
 from evaluation.metrics import (
     auroc,
@@ -37,6 +38,7 @@ METRIC_KEYS = ["pearson_exact", "spearman_exact", "rel_l2_exact", "efficiency_ga
                "auroc_truth", "pointing_game", "pair_auroc_truth", "insertion_auc",
                "deletion_auc", "avg_drop", "avg_increase", "avg_drop_rescaled",
                "avg_increase_rescaled", "evals", "seconds", "forward_ratio"]
+__all__ = ["EFFICIENCY_RTOL", "EfficiencyError", "check_efficiency", "efficiency_gap", "score"]
 
 
 def nanmean(values) -> float | None:
@@ -55,25 +57,14 @@ def efficiency_gap(values: Tensor, ref: Reference, k: int) -> float:
     return float(values.double().sum() - (ref.v_full[k] - ref.v_empty[k]))
 
 
-EFFICIENCY_RTOL = 1e-5      # exact and learned values must sum to v(N) - v(empty) this closely
 EFFICIENT = ("exact", "learned_shap")     # methods efficient by construction in the benchmark
-
-
-class EfficiencyError(AssertionError):
-    """Values that should sum to v(N) - v(empty) do not: a bug, never a footnote."""
 
 
 def check_efficiency(values: Tensor, ref: Reference, k: int, what: str) -> float:
     """The efficiency gap of `values` (N,) for class k; raises EfficiencyError when it exceeds
     1e-5 of |v(N) - v(empty)| (or of sum |phi|, when that is larger)."""
-    gap = efficiency_gap(values, ref, k)
-    scale = max(abs(float(ref.v_full[k] - ref.v_empty[k])), float(values.double().abs().sum()),
-                1e-12)
-    if abs(gap) > EFFICIENCY_RTOL * scale:
-        raise EfficiencyError(f"{what}: the values of class {k} sum to v(N) - v(empty) "
-                              f"{gap:+.3g} off ({abs(gap) / scale:.1e} relative, allowed "
-                              f"{EFFICIENCY_RTOL:.0e}); efficient values cannot miss by this much")
-    return gap
+    return float(check_efficient(values[:, None], ref.v_empty[k:k + 1], ref.v_full[k:k + 1],
+                                 what, classes=[k])[0])
 
 
 def score(run: Run, model: nn.Module, ex: Examples, targets: Tensor,

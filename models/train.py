@@ -14,8 +14,6 @@ bfloat16 autocast and `compile=True` compiles the step with `torch.compile` (bot
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -29,6 +27,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from models import distributed
+from tools.code_key import outside_key
+from tools.files import save_torch
 
 # loss_fn(model, batch, generator) -> (loss, logits): one step's loss and the logits scored for accuracy
 LossFn = Callable[[nn.Module, dict[str, Tensor], torch.Generator], tuple[Tensor, Tensor]]
@@ -248,6 +248,7 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | 
 
 
 # --- checkpoints ------------------------------------------------------------------------------
+@outside_key
 def write_state(path: Path, run_id: dict, model: nn.Module, opt, sched, gen: torch.Generator,
                 epoch: int, step: int, loader_order: Tensor | None, history: list[dict],
                 sums: tuple, seconds: float, counter: list[int] | None) -> None:
@@ -258,9 +259,10 @@ def write_state(path: Path, run_id: dict, model: nn.Module, opt, sched, gen: tor
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
              "epoch": epoch, "step": step, "history": history, "sums": list(sums),
              "seconds": seconds, "counter": counter[0] if counter is not None else 0}
-    atomic_save(state, path)
+    save_torch(path, state)
 
 
+@outside_key
 def read_state(path: Path, run_id: dict, log: Callable[[str], None]) -> dict | None:
     """The saved training state of this very run, or None (absent, unreadable or another run's:
     then training starts from the beginning, and says why)."""
@@ -279,24 +281,11 @@ def read_state(path: Path, run_id: dict, log: Callable[[str], None]) -> dict | N
     return state
 
 
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, then a rename: a crash never leaves a
-    half-written file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
+@outside_key
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> None:
     """Write {state_dict, meta} atomically: a crash never leaves a half-written file at `path`."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save({"state_dict": state, "meta": meta}, Path(path))
+    save_torch(path, {"state_dict": state, "meta": meta})
 
 
 class CheckpointError(RuntimeError):

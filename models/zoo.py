@@ -5,8 +5,10 @@ stale. `python -m models.zoo build` trains every default model (what `make build
 their test accuracies to `shap_overlays/models.json`, `shap_overlays/models.md` and the README.
 
 Checkpoints are cached in `<cache>/models/` (git-ignored; `LEARNEDSHAP_CACHE` moves it) under a
-fingerprint of the spec and of the source files that define the data and models (their code
-tokens: comments do not count), so a change to either retrains and nothing stale is loaded.
+fingerprint of the spec and of the code that trains it (`tools.code_key`: the definitions its
+training reaches, not whole files), so a change to either retrains and nothing stale is loaded,
+while moving a helper or changing how checkpoints are written retrains nothing. Each model kind
+(`KINDS`) names how it is built, its loss and any preparation before training.
 Quick mode (`LEARNEDSHAP_QUICK=1`, used by the tests and CI) trains on less data for fewer epochs
 and saves under separate names.
 """
@@ -18,7 +20,7 @@ import hashlib
 import json
 import os
 import time
-import tokenize
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -45,6 +47,7 @@ from models.train import (
 )
 from models.tubelet_r3d import LearnedShapTubeletR3D
 from models.vit import ViTConfig, create_vit
+from tools.code_key import code_key, outside_key
 from tools.files import locked, write_atomic
 from tools.readme import replace_block
 
@@ -323,28 +326,99 @@ def backbone(spec: ModelSpec) -> nn.Module:
     return create_r3d(ResNet3DConfig(**config), pretrained=pretrained)
 
 
+def head_options(spec: ModelSpec) -> dict:
+    """The head's constructor options among the spec's head settings (the rest set the loss)."""
+    return {k: v for k, v in spec.head.items() if k in ("rank", "pairwise", "tubelets", "baseline")}
+
+
+def learned_vit(spec: ModelSpec) -> nn.Module:
+    return LearnedShapViT(backbone(spec), **head_options(spec))
+
+
+def learned_r3d(spec: ModelSpec) -> nn.Module:
+    return LearnedShapR3D(backbone(spec), **head_options(spec))
+
+
+def learned_tubelet_r3d(spec: ModelSpec) -> nn.Module:
+    return LearnedShapTubeletR3D(ResNet3DConfig(**spec.config), **head_options(spec))
+
+
+def surrogate_vit(spec: ModelSpec) -> nn.Module:
+    return surrogate_from(frozen_model(spec))
+
+
+def posthoc_vit(spec: ModelSpec) -> nn.Module:
+    kind = spec.head.get("kind", "harsanyi")
+    return PostHocShap(frozen_model(spec), head=kind,
+                       **({} if kind == "vit_shapley" else head_options(spec)))
+
+
+def posthoc_r3d(spec: ModelSpec) -> nn.Module:
+    return PostHocVideoShap(frozen_model(spec).model, **head_options(spec))
+
+
+def plain_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    return cross_entropy_loss(spec.drop_prob)
+
+
+def learned_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    # every row gets a random coalition for the consistency term (drop_prob 1 there); the
+    # classification term always sees the full input
+    warmup = round(spec.head.get("warmup_epochs", 1) * steps_per_epoch)
+    return learned_shap_loss(spec.head.get("consistency", 1.0), warmup_steps=warmup,
+                             sampler=spec.head.get("sampler", "uniform"))
+
+
+def posthoc_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter)
+
+
+def posthoc_r3d_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    return posthoc_video_loss(frozen_model(spec), spec.head.get("coalitions", 16), counter)
+
+
+def surrogate_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    return surrogate_loss(frozen_model(spec), spec.head.get("drop_prob", 0.5))
+
+
+def calibrate_posthoc(spec: ModelSpec, model: nn.Module, train_loader) -> None:
+    """A post-hoc head's output scale, set from the frozen model on the first training batch."""
+    model.calibrate(frozen_model(spec), next(iter(train_loader))["x"])
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How a model kind is built and trained: its modules and its loss."""
+
+    build: Callable[[ModelSpec], nn.Module]                 # untrained (under the spec's seed)
+    loss: Callable[[ModelSpec, int, list[int] | None], LossFn]   # (spec, steps/epoch, evals)
+    prepare: Callable[[ModelSpec, nn.Module, object], None] | None = None   # before step one
+
+
+KINDS: dict[str, Kind] = {
+    "vit": Kind(backbone, plain_loss),
+    "r3d": Kind(backbone, plain_loss),
+    "resnet": Kind(backbone, plain_loss),
+    "learned_vit": Kind(learned_vit, learned_loss),
+    "learned_r3d": Kind(learned_r3d, learned_loss),
+    "learned_tubelet_r3d": Kind(learned_tubelet_r3d, learned_loss),
+    "posthoc_vit": Kind(posthoc_vit, posthoc_vit_loss, calibrate_posthoc),
+    "posthoc_r3d": Kind(posthoc_r3d, posthoc_r3d_loss),
+    "surrogate_vit": Kind(surrogate_vit, surrogate_vit_loss),
+}
+
+
+def kind_of(spec: ModelSpec) -> Kind:
+    if spec.kind not in KINDS:
+        raise ValueError(f"unknown model kind {spec.kind!r}; expected one of {sorted(KINDS)}")
+    return KINDS[spec.kind]
+
+
 def build_model(spec: ModelSpec) -> nn.Module:
     """An untrained model for `spec`, initialised from its seed."""
-    head = {k: v for k, v in spec.head.items() if k in ("rank", "pairwise", "tubelets", "baseline")}
+    kind = kind_of(spec)
     with seeded(spec.init_seed):
-        if spec.kind in ("vit", "r3d", "resnet"):
-            return backbone(spec)
-        if spec.kind == "learned_vit":
-            return LearnedShapViT(backbone(spec), **head)
-        if spec.kind == "learned_r3d":
-            return LearnedShapR3D(backbone(spec), **head)
-        if spec.kind == "surrogate_vit":
-            return surrogate_from(frozen_model(spec))
-        if spec.kind == "learned_tubelet_r3d":
-            return LearnedShapTubeletR3D(ResNet3DConfig(**spec.config), **head)
-        if spec.kind == "posthoc_r3d":
-            return PostHocVideoShap(frozen_model(spec).model, **head)
-        if spec.kind == "posthoc_vit":
-            kind = spec.head.get("kind", "harsanyi")
-            return PostHocShap(frozen_model(spec), head=kind,
-                               **({} if kind == "vit_shapley" else head))
-    raise ValueError(f"unknown model kind {spec.kind!r}; expected vit, r3d, resnet, learned_vit, "
-                     "learned_r3d, learned_tubelet_r3d, posthoc_vit, posthoc_r3d, surrogate_vit")
+        return kind.build(spec)
 
 
 def frozen_model(spec: ModelSpec) -> nn.Module:
@@ -363,52 +437,33 @@ def loaders(spec: ModelSpec):
     return data.get_loader(spec.dataset, "train", **kw), data.get_loader(spec.dataset, "test", **kw)
 
 
-def source_files(spec: ModelSpec) -> list[Path]:
-    """The source a model of this spec depends on: its data, its architecture, the training loop."""
-    files = sorted((ROOT / "data").glob("*.py")) + [ROOT / "models" / "train.py",
-                                                     ROOT / "models" / "distributed.py"]
-    files.append(ROOT / "models" / ("vit.py" if "vit" in spec.kind else
-                                    "resnet_2d.py" if spec.kind == "resnet" else "resnet_3d.py"))
-    if spec.kind.startswith(("learned", "posthoc")):
-        # the head, what removing a player means, and the training coalitions' sampler
-        files += [ROOT / "models" / "harsanyi.py", ROOT / "shapley" / "game.py",
-                  ROOT / "shapley" / "sampling.py"]
-    if spec.kind.startswith("posthoc"):
-        files.append(ROOT / "models" / "posthoc.py")
-    if spec.kind == "posthoc_r3d":
-        files.append(ROOT / "models" / "posthoc_video.py")
-    if spec.kind == "learned_tubelet_r3d":
-        files.append(ROOT / "models" / "tubelet_r3d.py")
-    if spec.kind == "surrogate_vit":
-        files.append(ROOT / "models" / "surrogate.py")
-    return files
+def fingerprint(spec: ModelSpec, code_root: Path = ROOT) -> str:
+    """Hash of what can change the spec's trained weights: the spec, and the code that trains it
+    (`tools.code_key` from `train_spec` and the kind's build, loss and preparation: the model's
+    definition, its data, its loss, the optimizer step). Code that cannot change the weights,
+    such as how a checkpoint is written or which file a helper lives in, is not in it; other
+    kinds' code is not either (the `KINDS` registry is cut, the spec's own entry followed).
 
-
-def code_tokens(path: Path) -> bytes:
-    """The file's Python tokens without comments and blank lines: what a change must touch to
-    retrain (editing a comment or the layout does not; a docstring or any code does)."""
-    with path.open("rb") as f:
-        toks = [t.string for t in tokenize.tokenize(f.readline)
-                if t.type not in (tokenize.COMMENT, tokenize.NL)]
-    return "\x00".join(toks).encode()
-
-
-def fingerprint(spec: ModelSpec) -> str:
-    """Hash of the spec and of the source it depends on: any code change there means retraining.
-
-    A post-hoc explainer also depends on the frozen model it explains."""
+    A post-hoc explainer also depends on the frozen model it explains (whose weights `load`
+    returns: their fingerprint, not `load`'s code). `code_root` reads the code from another source
+    tree (the tests key edited copies)."""
+    kind = kind_of(spec)
+    roots = [ModelSpec, train_spec, loaders, kind.build, kind.loss] + (
+        [kind.prepare] if kind.prepare else [])
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
-    for path in source_files(spec):
-        h.update(path.name.encode() + code_tokens(path))
+    h.update(code_key(roots, skip=["models.zoo:KINDS", "models.zoo:load"], root=code_root).encode())
     if spec.kind.startswith(("posthoc", "surrogate")):
-        h.update(fingerprint(resolve(spec.plain, spec.name.endswith("-quick"))).encode())
+        plain = resolve(spec.plain, spec.name.endswith("-quick"))
+        h.update(fingerprint(plain, code_root).encode())
     return h.hexdigest()[:12]
 
 
+@outside_key
 def cache_dir() -> Path:
     return Path(os.environ.get("LEARNEDSHAP_CACHE", ROOT / ".cache"))
 
 
+@outside_key
 def checkpoint_path(spec: ModelSpec) -> Path:
     return cache_dir() / "models" / f"{spec.name}-{fingerprint(spec)}.pt"
 
@@ -421,19 +476,8 @@ class Trained:
 
 
 def loss_for(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None = None) -> LossFn:
-    if spec.kind == "posthoc_r3d":
-        return posthoc_video_loss(frozen_model(spec), spec.head.get("coalitions", 16), counter)
-    if spec.kind == "posthoc_vit":
-        return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter)
-    if spec.kind == "surrogate_vit":
-        return surrogate_loss(frozen_model(spec), spec.head.get("drop_prob", 0.5))
-    if spec.kind.startswith("learned"):
-        # every row gets a random coalition for the consistency term (drop_prob 1 there); the
-        # classification term always sees the full input
-        warmup = round(spec.head.get("warmup_epochs", 1) * steps_per_epoch)
-        return learned_shap_loss(spec.head.get("consistency", 1.0), warmup_steps=warmup,
-                                 sampler=spec.head.get("sampler", "uniform"))
-    return cross_entropy_loss(spec.drop_prob)
+    """The training loss of `spec` (`counter` counts frozen-model evaluations, post-hoc kinds)."""
+    return kind_of(spec).loss(spec, steps_per_epoch, counter)
 
 
 def load(name: str | ModelSpec, *, quick: bool | None = None, train_missing: bool = True,
@@ -456,6 +500,22 @@ def load(name: str | ModelSpec, *, quick: bool | None = None, train_missing: boo
     return Trained(model.to(device or default_device()).eval(), meta, path)
 
 
+def train_spec(spec: ModelSpec, train_loader, *, device=None, progress: bool = True,
+               amp: str | None = None, compile: bool = False, state_path: Path | None = None,
+               counter: list[int] | None = None) -> tuple[nn.Module, list[dict]]:
+    """A model of `spec` trained on `train_loader`, and its per-epoch history: everything that
+    decides the weights (so `fingerprint` hashes this function's code, not `fit`'s)."""
+    model = build_model(spec)
+    kind = kind_of(spec)
+    if kind.prepare is not None:
+        kind.prepare(spec, model, train_loader)
+    history = train(model, train_loader, epochs=spec.epochs, lr=spec.lr, seed=spec.init_seed,
+                    loss_fn=loss_for(spec, len(train_loader), counter), device=device,
+                    progress=progress, amp=amp, compile=compile, state_path=state_path,
+                    counter=counter)
+    return model, history
+
+
 def fit(spec: ModelSpec, *, device=None, progress: bool = True, amp: str | None = None,
         compile: bool = False) -> Trained:
     """Train `spec` from scratch, evaluate it, and save its checkpoint (under torchrun: every
@@ -463,17 +523,12 @@ def fit(spec: ModelSpec, *, device=None, progress: bool = True, amp: str | None 
     say = print if distributed.is_main() else (lambda *a, **k: None)
     say(f"training {spec.name}: {spec.description}")
     train_loader, test_loader = loaders(spec)
-    model = build_model(spec)
     counter = [0]                          # frozen-model evaluations (post-hoc explainers)
-    if spec.kind == "posthoc_vit":
-        model.calibrate(frozen_model(spec), next(iter(train_loader))["x"])
     start = time.perf_counter()
     # killed mid-training, a rerun resumes from here (and ends with the same weights)
     state = checkpoint_path(spec).with_suffix(".state.pt")
-    history = train(model, train_loader, epochs=spec.epochs, lr=spec.lr, seed=spec.init_seed,
-                    loss_fn=loss_for(spec, len(train_loader), counter), device=device,
-                    progress=progress, amp=amp, compile=compile, state_path=state,
-                    counter=counter)
+    model, history = train_spec(spec, train_loader, device=device, progress=progress, amp=amp,
+                                compile=compile, state_path=state, counter=counter)
     seconds = time.perf_counter() - start
     # a post-hoc explainer's "accuracy" would be its frozen model's: it is not measured here
     accuracy = None if spec.kind.startswith("posthoc") else evaluate(model, test_loader)

@@ -29,8 +29,8 @@ SHAPIQ = {
     "shapiq_owen": ("OwenSamplingSV", {}),
     "shapiq_proxyspex": ("ProxySPEX", {"index": "FSII", "max_order": 2}),
 }
-# kADD-SHAP's regression holds every pair: memory and time grow like n^2 coefficients times the
-# budget's rows, beyond a CPU's reach at 196 players
+# kADD-SHAP's regression and ProxySPEX's order-2 Faith-Shap read-out hold every pair: memory and
+# time grow like n^2 coefficients times the budget's rows, beyond a CPU's reach at 196 players
 QUADRATIC = {"shapiq_kadd", "shapiq_proxyspex"}
 
 

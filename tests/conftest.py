@@ -2,7 +2,8 @@
 
 The quick benchmark and the notebooks in quick mode train the same tiny models and compute the
 same references; sharing one cache trains them once. It lives in pytest's temporary folder, so
-the repository's own cache is never touched. `image_tree` is a small ImageNet-layout folder.
+the repository's own cache is never touched. `quick_make_run` runs the quick `make run` pipeline
+once for every test that reads its outputs. `image_tree` is a small ImageNet-layout folder.
 """
 
 import pytest
@@ -15,6 +16,15 @@ IMAGE_COLOURS = {"cat": (220, 30, 30), "dog": (30, 30, 220)}      # RGB
 @pytest.fixture(scope="session")
 def quick_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("quick-cache")
+
+
+@pytest.fixture(scope="session")
+def quick_make_run(tmp_path_factory, quick_cache):
+    """One quick `make run` in a fresh copy of the repository, with reruns (tests.quick_make_run):
+    the reproducibility, benchmark and notebook tests read its outputs."""
+    from tests.quick_make_run import quick_make_run as run
+
+    return run(tmp_path_factory, quick_cache)
 
 
 @pytest.fixture

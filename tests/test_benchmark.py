@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,17 +163,25 @@ def test_full_settings_cover_every_model_with_the_same_number_per_class():
 
 # --- the quick run (slow) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory, quick_cache):
-    """`python -m evaluation.benchmark --quick --out tmp`, in-process, on the session's cache."""
-    out = tmp_path_factory.mktemp("benchmark")
+def quick_run(quick_make_run, tmp_path_factory):
+    """The quick benchmark (`python -m evaluation.benchmark --quick`) of the session's quick
+    `make run` (its rerun's folder, copied: a test below writes into it), timings merged back."""
+    out = tmp_path_factory.mktemp("benchmark") / "out"
+    shutil.copytree(quick_make_run.rerun, out)
+    return out, benchmark.load_results(out)
+
+
+def test_the_benchmark_restores_torch_threads_when_it_fails(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
     threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LEARNEDSHAP_QUICK", "1")
-        mp.setenv("LEARNEDSHAP_CACHE", str(quick_cache))
-        returned = benchmark.main(["--quick", "--out", str(out), "--no-progress"])
-    assert torch.get_num_threads() == threads            # restored after the run
-    results = benchmark.load_results(out)                # results.json, timings merged back
-    return out, results, returned
+    monkeypatch.setattr(benchmark, "load_models", broken)
+    settings = benchmark.settings_for(quick=True)
+    settings.threads = threads + 1
+    with pytest.raises(RuntimeError, match="injected"):
+        benchmark.run_benchmark(settings, Path("unused"), progress=False)
+    assert torch.get_num_threads() == threads
 
 
 def rows_of(results: dict, model: str, method: str) -> list[dict]:
@@ -180,8 +190,7 @@ def rows_of(results: dict, model: str, method: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_quick_run_writes_every_file_and_the_markdown_comes_from_the_json(quick_run):
-    out, results, returned = quick_run
-    assert returned == results
+    out, results = quick_run
     for name in FIGURES:
         assert (out / name).stat().st_size > 1000, name
     md = (out / "results.md").read_text()
@@ -193,7 +202,7 @@ def test_quick_run_writes_every_file_and_the_markdown_comes_from_the_json(quick_
 
 @pytest.mark.slow
 def test_quick_run_schema(quick_run):
-    _, results, _ = quick_run
+    _, results = quick_run
     for key in ("models", "results", "break_even", "sanity", "timings", "config", "skipped"):
         assert key in results, key
     models = results["models"]
@@ -217,7 +226,7 @@ def test_quick_run_schema(quick_run):
 
 @pytest.mark.slow
 def test_quick_run_scores_the_same_number_of_examples_of_every_class(quick_run):
-    _, results, _ = quick_run
+    _, results = quick_run
     for key, m in results["models"].items():
         if m.get("break_even_only"):
             continue
@@ -230,7 +239,7 @@ def test_quick_run_scores_the_same_number_of_examples_of_every_class(quick_run):
 
 @pytest.mark.slow
 def test_quick_run_has_every_planned_run_once(quick_run):
-    _, results, _ = quick_run
+    _, results = quick_run
     settings = benchmark.settings_for(quick=True)
     for model in benchmark.MODELS:
         runs = [(r["method"], r["variant"], r["budget"]) for r in results["results"]
@@ -254,7 +263,7 @@ def test_quick_run_has_every_planned_run_once(quick_run):
 
 @pytest.mark.slow
 def test_quick_run_nulls_where_a_metric_does_not_apply(quick_run):
-    _, results, _ = quick_run
+    _, results = quick_run
     for row in results["results"]:
         if row["method"] in UNITLESS:
             assert row["rel_l2_exact"] is None and row["efficiency_gap"] is None, row["method"]
@@ -265,7 +274,7 @@ def test_quick_run_nulls_where_a_metric_does_not_apply(quick_run):
 
 @pytest.mark.slow
 def test_exact_agrees_with_itself_and_game_methods_are_efficient(quick_run):
-    _, results, _ = quick_run
+    _, results = quick_run
     for model in benchmark.MODELS:
         (row,) = rows_of(results, model, "exact")
         assert row["pearson_exact"] == pytest.approx(1.0)
@@ -283,7 +292,7 @@ def test_exact_agrees_with_itself_and_game_methods_are_efficient(quick_run):
                                           ("r3d_video", 2)])
 def test_learned_shap_costs_one_forward_or_two_on_video(quick_run, model, evals):
     """A ViT's empty coalition is the head's bias; a clip's is its blur, one more row."""
-    _, results, _ = quick_run
+    _, results = quick_run
     (row,) = rows_of(results, model, "learned_shap")
     assert all(e == evals for e in row["per_example"]["evals"])
     assert results["break_even"][model]["learned_evals"] == evals
@@ -291,7 +300,7 @@ def test_learned_shap_costs_one_forward_or_two_on_video(quick_run, model, evals)
 
 @pytest.mark.slow
 def test_quick_run_break_even_sanity_and_config(quick_run):
-    _, results, _ = quick_run
+    _, results = quick_run
     assert set(results["break_even"]) == set(benchmark.MODELS) | set(benchmark.BREAK_EVEN_ONLY)
     for key, b in results["break_even"].items():
         assert math.isfinite(b["target_error"]) and b["target_error"] > 0
@@ -313,7 +322,7 @@ def test_quick_run_break_even_sanity_and_config(quick_run):
 
 @pytest.mark.slow
 def test_make_run_duration_is_recorded_in_the_results(quick_run):
-    out, results, _ = quick_run
+    out, results = quick_run
     before = (out / "results.json").read_bytes()
     updated = benchmark.record_make_run(412.0, out)
     assert updated["timings"]["make_run_seconds"] == 412.0

@@ -82,6 +82,7 @@ def test_image_folder_with_a_timm_vit_created_without_weights(image_tree, tmp_pa
     assert json.loads((out / "config.json").read_text())["data"]["root"] == str(image_tree)
 
 
+@pytest.mark.slow
 def test_video_folder_with_r3d_18_created_without_weights(tmp_path, monkeypatch):
     """A UCF101-layout folder the test writes, torchvision's r3d_18 with random weights."""
     from evaluation.real_video import write_demo_folder
@@ -129,6 +130,7 @@ def checkpoint(cache: Path, name: str) -> dict:
     return load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_and_shard_like_one(tmp_path):
     # Training: no random masks (drop_prob 0), so two ranks' averaged gradients are one
     # process's gradient over the same global batch, up to the order of float sums.
@@ -162,6 +164,7 @@ def load_bench_gpu():
     return module
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_is_skipped_without_cuda_and_runs_its_code_on_the_cpu(tmp_path, capsys):
     bench = load_bench_gpu()
     if not torch.cuda.is_available():

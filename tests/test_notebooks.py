@@ -1,5 +1,5 @@
 """Notebooks: committed executed with their figures inline, a thin first cell, and they run
-headless in quick mode without writing themselves back."""
+headless in quick mode without writing themselves back (in the session's quick `make run`)."""
 
 from __future__ import annotations
 
@@ -63,19 +63,21 @@ def test_notebook_is_committed_executed_with_inline_figures(notebook):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook, figures", NOTEBOOKS, ids=[nb.stem for nb, _ in NOTEBOOKS])
-def test_notebook_runs_in_quick_mode(tmp_path, quick_cache, notebook, figures):
-    before = notebook.read_bytes()
-    env = {**os.environ, "LEARNEDSHAP_QUICK": "1", "LEARNEDSHAP_CACHE": str(quick_cache),
-           "LEARNEDSHAP_FIGURES": str(tmp_path / "figures"), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(notebook),
-                           "--timeout", "600"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_notebook_runs_in_quick_mode(quick_make_run, notebook, figures):
+    """In the session's quick `make run` (a fresh copy of the repository): executed in place
+    without an error, and run again headless into another folder, where it writes its figures
+    and leaves the notebook file as it was (executed in memory)."""
+    rel = notebook.relative_to(ROOT).as_posix()
+    executed = nbformat.read(quick_make_run.root / rel, as_version=4)
+    code = [c for c in executed.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), f"{rel}: not executed"
+    assert not [o for c in code for o in outputs(c) if o["output_type"] == "error"]
+    assert quick_make_run.final[rel] == quick_make_run.after[rel]      # the rerun wrote nothing
     for name in figures:
-        assert (tmp_path / "figures" / name).stat().st_size > 1000
-    assert notebook.read_bytes() == before      # executed in memory: the committed copy stays
+        assert (quick_make_run.figures_rerun / name).stat().st_size > 1000, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
 def test_notebook_finds_the_repository_from_its_own_folder(notebook):
     """Opened from Jupyter in its folder (no PYTHONPATH), the first cell finds the repository."""
@@ -86,6 +88,13 @@ def test_notebook_finds_the_repository_from_its_own_folder(notebook):
     proc = subprocess.run([sys.executable, "-c", probe], cwd=notebook.parent, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_runner_fails_on_a_missing_notebook_before_starting_a_kernel(tmp_path, capsys):
+    from tools.run_notebooks import main
+
+    assert main([str(tmp_path / "absent.ipynb")]) == 1
+    assert "no notebook at" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import torchvision.models._api
 from evaluation import real_video
 
 
+@pytest.mark.slow
 def test_every_video_explainer_runs_on_r3d_18_from_a_folder(tmp_path):
     # 16 frames of 32 px: r3d_18's feature grid (T/8, H/16, W/16) = (2, 2, 2) still holds the
     # 2 x 2 x 2 tubelets LearnedSHAP pools to

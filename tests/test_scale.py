@@ -95,6 +95,7 @@ def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():
     assert worse["best"] == "fast" and worse["text"] == "≤ 32" and not worse["goal_met"]
 
 
+@pytest.mark.slow
 def test_scale_quick_run_writes_consistent_tables(tmp_path):
     results = scale.main(["--quick", "--players", "16", "196", "--out", str(tmp_path),
                           "--no-progress", "--threads", "1"])

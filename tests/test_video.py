@@ -91,6 +91,7 @@ def test_leakage_separates_the_whole_clip_model_from_the_tubelet_model():
     assert leaky["empty_spread"] > 0                     # the blurred clip's output varies
 
 
+@pytest.mark.slow
 def test_video_quick_run_writes_consistent_tables(tmp_path):
     models = ["learned_r3d_video", "learned_r3d_video_zeros", "learned_r3d_tubelets",
               "learned_r3d_tubelets32", "posthoc_r3d_video"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import zoo
+from tools.code_key import graph, ref
 from tools.readme import replace_block
 
 
@@ -16,17 +17,26 @@ def test_fingerprint_follows_the_spec_and_quick_mode_saves_apart():
     quick = zoo.resolve("vit_patches", quick=True)
     assert quick.name == "vit_patches-quick" and quick.epochs < spec.epochs
     assert zoo.checkpoint_path(quick) != zoo.checkpoint_path(spec)
-    learned = zoo.SPECS["learned_vit_patches"]
-    assert any(p.name == "harsanyi.py" for p in zoo.source_files(learned))
-    assert not any(p.name == "harsanyi.py" for p in zoo.source_files(spec))
 
 
-def test_fingerprint_ignores_comments_but_not_code(tmp_path):
-    src = "def f(x):\n    return x + 1\n"
-    (a := tmp_path / "a.py").write_text(src)
-    (b := tmp_path / "b.py").write_text("# a comment\n\ndef f(x):  # another\n    return x + 1\n")
-    (c := tmp_path / "c.py").write_text(src.replace("1", "2"))
-    assert zoo.code_tokens(a) == zoo.code_tokens(b) != zoo.code_tokens(c)
+def test_a_kind_keys_its_own_code_only():
+    """The plain ViT's key reaches no LearnedSHAP code; the co-trained one reaches its loss and
+    head; an unknown kind is named with the valid ones."""
+    def reached(spec):
+        kind = zoo.kind_of(spec)
+        return set(graph().definitions(
+            [ref(f) for f in (zoo.ModelSpec, zoo.train_spec, zoo.loaders, kind.build, kind.loss)],
+            ["models.zoo:KINDS", "models.zoo:load"]))
+
+    plain, learned = reached(zoo.SPECS["vit_patches"]), reached(zoo.SPECS["learned_vit_patches"])
+    assert "models.train:train" in plain and "models.vit:ViT" in plain
+    assert not any(d.startswith("models.harsanyi") for d in plain)
+    assert {"models.harsanyi:learned_shap_loss", "models.harsanyi:LearnedShapViT"} <= learned
+    # how checkpoints and training states are written is outside every key
+    assert not {"models.train:save_checkpoint", "models.train:write_state",
+                "tools.files:save_torch"} & (plain | learned)
+    with pytest.raises(ValueError, match="unknown model kind 'mlp'.*learned_vit"):
+        zoo.build_model(replace(zoo.SPECS["vit_patches"], kind="mlp"))
 
 
 def test_unknown_model_lists_the_valid_ones():

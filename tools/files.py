@@ -10,10 +10,15 @@ lost and no model is trained twice.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import torch
+
+from tools.code_key import outside_key
 
 try:
     import fcntl
@@ -21,6 +26,7 @@ except ImportError:            # Windows: no advisory locks; atomic writes still
     fcntl = None
 
 
+@outside_key
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write `data` to `path` through a temporary file and a rename; parents are created."""
     path = Path(path)
@@ -36,6 +42,15 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+@outside_key
+def save_torch(path: str | Path, obj) -> Path:
+    """torch.save of `obj` written atomically (checkpoints, training states, cached tensors)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_atomic(path, buffer.getvalue())
+
+
+@outside_key
 @contextlib.contextmanager
 def locked(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if missing) for the block; another
