@@ -6,6 +6,7 @@ each test shows what a real edit would do to the real checkpoint and reference k
 
 from __future__ import annotations
 
+import ast
 import shutil
 import textwrap
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from evaluation import references
 from models import zoo
 from models.harsanyi import LearnedShapViT
-from tools.code_key import CodeGraph, code_key
+from tools.code_key import CodeGraph, code_key, local_names
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("data", "models", "shapley", "tools", "evaluation", "explainers", "viz")
@@ -82,6 +83,24 @@ def test_a_small_tree_keys_code_not_files(tmp_path):
     for old, new in (("FACTOR = 3", "FACTOR = 4"), ("FACTOR * v", "FACTOR * v + 1")):
         changed = {**files, "pkg/helpers.py": files["pkg/helpers.py"].replace(old, new)}
         assert small_key(write_tree(tmp_path / f"e{len(new)}", changed)) != base
+
+
+def test_no_definition_shadows_a_project_name_it_also_uses():
+    """`local_names` treats a name bound anywhere inside a definition as local there: sound only
+    while no definition binds a local with the name of a project definition it also reads."""
+    graph = CodeGraph(ROOT)
+    clashes = []
+    for package in PACKAGES + ("experiments",):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            for name, stmt in graph.parse(module).definitions.items():
+                read = {n.id for n in ast.walk(stmt)
+                        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+                clashes += [f"{module}:{name} binds {local!r}"
+                            for local in sorted(local_names(stmt) & read)
+                            if graph.resolve(module, local) is not None]
+    assert clashes == []
 
 
 def test_an_unknown_root_is_named():

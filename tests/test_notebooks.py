@@ -77,7 +77,6 @@ def test_notebook_runs_in_quick_mode(quick_make_run, notebook, figures):
         assert (quick_make_run.figures_rerun / name).stat().st_size > 1000, name
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
 def test_notebook_finds_the_repository_from_its_own_folder(notebook):
     """Opened from Jupyter in its folder (no PYTHONPATH), the first cell finds the repository."""
@@ -97,7 +96,6 @@ def test_runner_fails_on_a_missing_notebook_before_starting_a_kernel(tmp_path, c
     assert "no notebook at" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_runner_names_the_failing_cell(tmp_path):
     from tools.run_notebooks import NotebookError, run_notebook
 

@@ -79,7 +79,6 @@ def test_the_loss_vanishes_when_the_decomposition_is_the_frozen_game(images):
     assert posthoc_loss(model, coalitions=8)(other, {"x": images}, torch.Generator())[0] > 1e-6
 
 
-@pytest.mark.slow
 def test_training_on_the_frozen_game_approaches_its_shapley_values(frozen):
     """A short run (kernel coalitions, paired) cuts the gap to the exact values of the frozen
     game: the explainer learns the frozen model's Shapley values, not its own."""

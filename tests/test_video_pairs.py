@@ -6,7 +6,6 @@ import json
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from data import video as video_data
@@ -58,7 +57,6 @@ def test_pair_kinds_and_scores_on_hand_made_pairs():
     assert s["object_auroc"] == 0.5 and math.isnan(s["flicker_share"])
 
 
-@pytest.mark.slow
 def test_video_pairs_quick_run(tmp_path):
     results = video_pairs.main(["--quick", "--out", str(tmp_path), "--no-progress",
                                 "--threads", "1"])

@@ -81,42 +81,44 @@ def module_file(name: str, root: Path) -> Path | None:
     return None
 
 
-SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef, ast.ListComp,
-          ast.SetComp, ast.DictComp, ast.GeneratorExp)
+DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+# scopes whose names are their own (a class body's names are reached through the class instead)
+LOCAL_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp,
+                ast.DictComp, ast.GeneratorExp)
 
 
 def walk_scope(node: ast.AST):
     """The nodes of `node`'s own scope: nested functions, classes and comprehensions excluded."""
     for child in ast.iter_child_nodes(node):
         yield child
-        if not isinstance(child, SCOPES):
+        if not isinstance(child, LOCAL_SCOPES + (ast.ClassDef,)):
             yield from walk_scope(child)
 
 
 def bound_names(stmt: ast.stmt) -> set[str]:
     """The module-level names a statement binds (a def, an assignment, names bound in if/try;
     not a comprehension's variables, which are its own)."""
-    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+    if isinstance(stmt, DEFS):
         return {stmt.name}
-    names = {n.id for n in [stmt, *walk_scope(stmt)]
-             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    return names | {n.name for n in walk_scope(stmt) if isinstance(n, SCOPES[:2] + (ast.ClassDef,))}
+    nodes = [stmt, *walk_scope(stmt)]
+    return ({n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            | {n.name for n in nodes if isinstance(n, DEFS)})
 
 
 def local_names(stmt: ast.AST) -> set[str]:
     """Names bound inside the functions, lambdas and comprehensions of `stmt` (arguments,
-    assignments, loop variables): a use of one of them there is not a module-level name. Taken
-    over the whole definition at once, which can only leave a global out when a nested scope
-    reuses its name, something this project's code does not do for its own definitions."""
+    assignments, loop variables, nested definitions): a use of one of them is not a module-level
+    name. Taken over the whole definition at once, so a module-level name that some nested scope
+    also binds locally would be missed; `tests/test_code_key.py` checks that no definition of
+    this project does that."""
     names = set()
     for node in ast.walk(stmt):
         if isinstance(node, ast.arg):
             names.add(node.arg)
-        elif isinstance(node, SCOPES[:3]) or isinstance(node, SCOPES[4:]):
-            names |= {n.id for n in ast.walk(node)
-                      if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-            names |= {n.name for n in ast.walk(node) if n is not node    # nested defs
-                      and isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)}
+        elif isinstance(node, LOCAL_SCOPES):
+            inner = [n for n in ast.walk(node) if n is not node]
+            names |= {n.id for n in inner if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            names |= {n.name for n in inner if isinstance(n, DEFS)}
     return names
 
 
@@ -132,7 +134,7 @@ def executable(stmt: ast.AST) -> ast.AST:
                 if arg is not None:
                     arg.annotation = None
         body = getattr(sub, "body", None)
-        if (isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and body
+        if (isinstance(sub, DEFS) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
             sub.body = body[1:] or [ast.Pass()]
