@@ -9,7 +9,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc scale video video-pairs shap-blur layers lint clean
+.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc scale video video-pairs parity shap-blur layers lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -56,6 +56,9 @@ video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets,
 
 video-pairs: build               ## what video pair terms see: clips with local flicker (about 8 min): shap_overlays/video_pairs*
 	$(PY) -m evaluation.video_pairs --threads 2
+
+parity: build                    ## what exactness costs: the parity of three objects, plain vs co-trained ViTs: shap_overlays/parity*
+	$(PY) -m evaluation.parity --threads 2
 
 shap-blur: build                 ## shap's blur-masked workflow vs exact Shapley and Owen values of its game (about 25 min): shap_overlays/blur_game*
 	$(PY) -m evaluation.blur_game --threads 2

@@ -29,6 +29,7 @@ __all__ = ["DATASETS", "ArrayDataset", "cell_truth", "dataset_options", "get_dat
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "patch_game": patch_game.build,                                     # 32x32, 4x4 patches of 8 px
     "patch_game64": functools.partial(patch_game.build, image_size=64),  # 64x64, 8x8 patches of 8 px
+    "patch_parity": patch_game.build_parity,          # parity of three objects (image_size= too)
     "video": video.build,
     "digits": digits.build_digits,
     "digits_video": digits.build_digits_video,

@@ -268,6 +268,25 @@ VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 ]}
 
 
+# What exactness costs (`python -m evaluation.parity`, make parity): patch-game images whose class
+# is the parity of three key objects (data.patch_game, `patch_parity`), which no model summing
+# terms of one or two patches can compute. The plain ViT beside co-trained LearnedSHAP ViTs
+# without the consistency loss and at weights 10 and 100 (paired Shapley-kernel coalitions, the
+# sampler of the default heads). 20 epochs: the parity of three is learned later than the patch
+# game's rules.
+QUICK_PARITY = {"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}}
+PARITY_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec("vit_parity", "vit", "patch_parity", {"n_classes": 2}, epochs=20, drop_prob=0.5,
+              quick=QUICK_PARITY,
+              description="ViT, 16 patches, parity of three objects (patch_parity)"),
+    *(ModelSpec(f"learned_vit_parity_w{w:g}", "learned_vit", "patch_parity", {"n_classes": 2},
+                epochs=20, head=_head(float(w), "kernel_paired"), plain="vit_parity",
+                quick=QUICK_PARITY,
+                description=f"LearnedSHAP ViT, 16 patches, parity of three objects, consistency {w:g}")
+      for w in (0, 10, 100)),
+]}
+
+
 # Models an experiment configuration adds (experiments.config.specs registers them by name).
 REGISTERED: dict[str, ModelSpec] = {}
 
@@ -275,7 +294,7 @@ REGISTERED: dict[str, ModelSpec] = {}
 def register(*specs: ModelSpec) -> None:
     """Make specs loadable by name (`load`, `resolve`), e.g. an experiment's models."""
     for spec in specs:
-        builtin = SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS
+        builtin = SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS
         if spec.name in builtin and builtin[spec.name] != spec:
             raise ValueError(f"{spec.name!r} is a default model's name; give the experiment "
                              "another name")
@@ -283,9 +302,9 @@ def register(*specs: ModelSpec) -> None:
 
 
 def all_specs() -> dict[str, ModelSpec]:
-    """Every model the zoo knows: the defaults, the post-hoc explainers, the scale and video
-    studies', and any registered by an experiment."""
-    return SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | REGISTERED
+    """Every model the zoo knows: the defaults, the post-hoc explainers, the scale, video and
+    parity studies', and any registered by an experiment."""
+    return SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS | REGISTERED
 
 
 def quick_mode(quick: bool | None = None) -> bool:

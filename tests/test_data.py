@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import cv2
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from tests.conftest import IMAGE_COLOURS
 SMALL = {  # options that keep every generated dataset to a few dozen items
     "patch_game": {"n_train": 48, "n_test": 24},
     "patch_game64": {"n_train": 16, "n_test": 8},
+    "patch_parity": {"n_train": 96, "n_test": 24},
     "video": {"n_train": 32, "n_test": 16},
     "digits": {"n_train": 200, "n_test": 100},
     "digits_video": {"n_train": 48, "n_test": 24},
@@ -163,6 +166,40 @@ def test_patch_game_pairs_join_the_two_relevant_patches():
     assert torch.equal(pairs.sum((1, 2)), torch.where(y == 2, 2, 0))   # one pair, both directions
     joined = pairs.any(2)                                              # patches in a pair
     assert torch.equal(joined[y == 2], relevant[y == 2])
+
+
+def test_parity_labels_count_the_three_key_objects_present():
+    batch = tensors("patch_parity")
+    y, relevant, pairs, truth = batch["y"], batch["relevant"], batch["pairs"], batch["truth"]
+    ds = data.get_dataset("patch_parity", **SMALL["patch_parity"])
+    assert ds.classes == ["even", "odd"] and int(y.sum()) * 2 == len(y)       # balanced
+    assert torch.equal(relevant.sum(1) % 2, y)                  # odd number of keys present
+    assert torch.equal(patch_truth(truth, ds.patch_size), relevant)
+    # every pattern of presence of the three keys occurs, 0 to 3 of them
+    colours = colour_masks(batch["x"])
+    shown = torch.stack([((colours[c] & truth).flatten(1).sum(1) >= 15)
+                         for c in ("red", "blue", "green")], 1)            # (B, 3)
+    assert torch.equal(shown.sum(1), relevant.sum(1))
+    assert len({tuple(r) for r in shown.int().tolist()}) == 8
+    # the object count says nothing about the class: 3 to 5 objects in both classes
+    n_objects = relevant.sum(1) + batch["distractor"].sum(1)
+    for c in (0, 1):
+        assert set(n_objects[y == c].tolist()) == {3, 4, 5}
+    # pairs join every two key objects present, both directions, and nothing else
+    k = relevant.sum(1)
+    assert torch.equal(pairs.sum((1, 2)), k * (k - 1))
+    assert torch.equal(pairs, pairs.transpose(1, 2)) and not pairs.diagonal(dim1=1, dim2=2).any()
+    assert not (pairs.any(2) & ~relevant).any()
+
+
+def test_refactoring_the_renderer_left_the_patch_game_images_as_they_were():
+    """The patch game of seed 0 hashes as it did before parity shared its renderer: the data the
+    default models train on (and so their checkpoints) did not change."""
+    out = patch_game.generate(64, base.split_rng("patch_game", "train", 0))
+    h = hashlib.sha256()
+    for key in sorted(out):
+        h.update(key.encode() + out[key].numpy().tobytes())
+    assert h.hexdigest() == "448b43530db8ab9e1bc640f2d4e748f47e187c19e5402405f88ee8a9f78db442"
 
 
 def test_patch_game_distractors_are_never_read_by_a_rule():

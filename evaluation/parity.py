@@ -1,0 +1,133 @@
+"""What exactness costs: the parity of three objects, a task no pairwise additive model can solve.
+
+Under token dropping, a model whose game is exactly pairwise computes its full-image logit as
+b + sum_i u_i(x_i) + sum_{i<j} w_ij(x_i, x_j): a pairwise additive model over patches, whatever
+the backbone does in between. The patch game's classes each depend on at most two objects, so
+that class costs nothing there. Here the class is the parity of three key objects
+(`data.patch_game`, dataset `patch_parity`): its Harsanyi decomposition has a term of order
+three (x1 + x2 + x3 - 2 (x1x2 + x1x3 + x2x3) + 4 x1x2x3), so a pairwise additive model cannot
+follow it on every presence pattern. For the plain ViT and co-trained LearnedSHAP ViTs without
+the consistency loss and at weights 10 and 100 (`zoo.PARITY_SPECS`), on the same stratified test
+images, this measures
+
+- test accuracy (1,000 balanced images) and the last epoch's training accuracy;
+- for the LearnedSHAP heads, phi against the exact Shapley values of the model's own game
+  (Pearson, relative L2) and the head's remainder (1 - R^2 of its own decomposition on
+  Shapley-kernel coalitions);
+- for every model, the pairwise remainder of its game: 1 - R^2 of the best 2-additive game
+  (order-2 Faith-Shap, fitted to all 2^16 coalitions) on the same coalitions, i.e. how far the
+  model's game is from any pairwise one.
+
+Writes `parity.json`, `parity.md` and the README block `parity`.
+
+    python -m evaluation.parity [--quick]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from evaluation.cli import experiment_parser, setup
+from evaluation.examples import load_examples
+from evaluation.learned_report import compare, f, references_for, stats, unexplained
+from evaluation.records import write_json, write_text
+from evaluation.references import game_for
+from models import zoo
+from shapley.exact import evaluate_all, faith_shap
+from shapley.sampling import kernel_coalitions
+from tools.readme import replace_block
+
+OUT = zoo.ROOT / "shap_overlays"
+PER_CLASS = 4
+COALITIONS = 1000       # Shapley-kernel coalitions the remainders are measured on
+
+
+def pairwise_fit(unary: Tensor, pairs: Tensor, v_empty: Tensor, keep: Tensor) -> Tensor:
+    """The 2-additive game v({}) + sum_i c_i + sum_{i<j} c_ij on coalitions `keep` (C, N) bool:
+    (C, K) from unary (N, K), symmetric pairs (N, N, K) and v_empty (K,)."""
+    k = keep.double()                                                     # (C, N)
+    return (v_empty.double() + k @ unary.double()
+            + torch.einsum("ci,cj,ijk->ck", k, k, pairs.double()) / 2)
+
+
+def pairwise_remainder(model: nn.Module, x: Tensor, target: int, coalitions: int = COALITIONS,
+                       seed: int = 0) -> float:
+    """1 - R^2 of the best 2-additive game (order-2 Faith-Shap of all 2^N coalitions) against
+    the model's game of `x` on Shapley-kernel coalitions, class `target`: 0 for a pairwise game."""
+    n = model.n_players
+    game = game_for(model, x)
+    table = evaluate_all(game, n)                                         # (2^N, K)
+    unary, pairs = faith_shap(table)                                      # (N, K), (N, N, K)
+    keep = kernel_coalitions(n, coalitions, torch.Generator().manual_seed(seed))   # (C, N)
+    v = game(keep)[:, target].double().cpu()
+    g = pairwise_fit(unary, pairs, table[0], keep)[:, target]
+    return unexplained(v, g)
+
+
+def measure(name: str, quick: bool, per_class: int, progress: bool) -> dict:
+    """One model: accuracies, and on `per_class` test images of each class its agreement with
+    exact values (LearnedSHAP heads) and the remainders of its game."""
+    trained = zoo.load(name, quick=quick, progress=progress)
+    model = trained.model.eval()
+    spec = zoo.resolve(name, quick)
+    ex = load_examples(spec, model, per_class)
+    with torch.no_grad():
+        targets = model(ex.x).argmax(-1)                                  # (B,) predicted
+    pairwise = [pairwise_remainder(model, ex.x[i], int(targets[i]), seed=i)
+                for i in tqdm(range(len(ex)), desc=f"{name} pairwise fit", leave=False,
+                              disable=not progress)]
+    row = {"model": name, "consistency": spec.head.get("consistency") if spec.head else None,
+           "accuracy": trained.meta["accuracy"], "n_test": trained.meta["n_test"],
+           "train_accuracy": trained.meta["history"][-1]["train_acc"],
+           "fingerprint": trained.meta["fingerprint"], "examples": len(ex),
+           "pairwise_remainder": stats(pairwise)}
+    if hasattr(model, "shapley_values"):
+        agreement = compare(model, ex, references_for(model, ex, None, progress), COALITIONS)
+        row.update({k: agreement[k] for k in ("pearson", "rel_l2", "remainder")})
+    return row
+
+
+def markdown(results: dict) -> str:
+    lines = ["| model | consistency | test accuracy | train accuracy | phi Pearson mean (min) | "
+             "phi rel. L2 mean (max) | head remainder 1 - R² | game's pairwise remainder 1 - R² "
+             "mean (max) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results["models"]:
+        weight = "–" if r["consistency"] is None else f"{r['consistency']:g}"
+        lines.append(f"| `{r['model']}` | {weight} | {100 * r['accuracy']:.1f}% | "
+                     f"{100 * r['train_accuracy']:.1f}% | {f(r.get('pearson'), 'mean')} "
+                     f"({f(r.get('pearson'), 'min')}) | {f(r.get('rel_l2'), 'mean')} "
+                     f"({f(r.get('rel_l2'), 'max')}) | {f(r.get('remainder'), 'mean', 4)} | "
+                     f"{f(r['pairwise_remainder'], 'mean', 4)} "
+                     f"({f(r['pairwise_remainder'], 'max', 4)}) |")
+    first = results["models"][0]
+    return (f"Parity of three objects, 16 patches; accuracy on {first['n_test']} balanced test "
+            f"images; phi and remainders on {first['examples']} of them ({results['per_class']} "
+            f"per class), predicted class, exact references; remainders on {COALITIONS} "
+            "Shapley-kernel coalitions; checkpoints "
+            + ", ".join(f"`{r['model']}` {r['fingerprint']}" for r in results["models"])
+            + ".\n\n" + "\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = experiment_parser(__doc__.splitlines()[0], "folder for parity.json / .md (default "
+                               "shap_overlays/; in quick mode <cache>/parity-quick/)")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help=f"test images of each class (default {PER_CLASS}; quick: 1)")
+    args = parser.parse_args(argv)
+    quick, out = setup(args, OUT, "parity-quick")
+    per_class = args.per_class or (1 if quick else PER_CLASS)
+    rows = [measure(name, quick, per_class, not args.no_progress) for name in zoo.PARITY_SPECS]
+    results = write_json(out / "parity.json", {"quick": quick, "per_class": per_class,
+                                               "models": rows})
+    table = markdown(results)
+    write_text(out / "parity.md", table + "\n")
+    if not quick and out.resolve() == OUT.resolve():
+        replace_block("parity", table)
+    print(table)
+    return results
+
+
+if __name__ == "__main__":
+    main()

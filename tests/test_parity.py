@@ -1,0 +1,56 @@
+"""What exactness costs: the parity study's pairwise remainder, and its quick run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from evaluation import parity
+from evaluation.learned_report import unexplained
+from shapley.exact import faith_shap
+
+
+def table_of(v, n: int) -> torch.Tensor:
+    """The game table (2^n, 1) in bitmask order of a function of the coalition's members."""
+    return torch.tensor([[float(v({i for i in range(n) if m >> i & 1}))] for m in range(2 ** n)],
+                        dtype=torch.float64)
+
+
+def remainder_of(table: torch.Tensor, n: int) -> float:
+    unary, pairs = faith_shap(table)
+    keep = torch.tensor([[bool(m >> i & 1) for i in range(n)] for m in range(1, 2 ** n - 1)])
+    g = parity.pairwise_fit(unary, pairs, table[0], keep)[:, 0]
+    return unexplained(table[1:-1, 0], g)
+
+
+def test_a_pairwise_game_leaves_no_remainder_and_parity_does():
+    n = 5
+    gen = torch.Generator().manual_seed(0)
+    u, w = torch.randn(n, generator=gen), torch.randn(n, n, generator=gen)
+    pairwise = table_of(lambda s: 0.3 + sum(u[i] for i in s)
+                        + sum(w[i, j] for i in s for j in s if i < j), n)
+    assert remainder_of(pairwise, n) < 1e-12
+    # the parity of three of the five players: a term of order three no pair can carry
+    odd = table_of(lambda s: len(s & {0, 1, 2}) % 2, n)
+    assert remainder_of(odd, n) > 0.05
+    # and the fit is the game's on the ends, efficient like Faith-Shap
+    unary, pairs = faith_shap(odd)
+    full = parity.pairwise_fit(unary, pairs, odd[0], torch.ones(1, n, dtype=torch.bool))
+    assert math.isclose(float(full[0, 0]), float(odd[-1, 0]), abs_tol=1e-9)
+
+
+@pytest.mark.slow
+def test_quick_parity_run_writes_its_tables(tmp_path, quick_cache, monkeypatch):
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(quick_cache))
+    results = parity.main(["--quick", "--out", str(tmp_path), "--no-progress"])
+    saved = json.loads((tmp_path / "parity.json").read_text())
+    assert saved == results and [r["model"] for r in saved["models"]] == list(parity.zoo.PARITY_SPECS)
+    for r in saved["models"]:
+        assert 0 <= r["accuracy"] <= 1 and r["examples"] == 2          # one image per class
+        assert 0 <= r["pairwise_remainder"]["mean"] <= 1.5
+        assert ("rel_l2" in r) == r["model"].startswith("learned")
+    md = (tmp_path / "parity.md").read_text()
+    assert "`learned_vit_parity_w100`" in md and "pairwise remainder" in md
