@@ -6,6 +6,8 @@ the repository's own cache is never touched. `quick_make_run` runs the quick `ma
 once for every test that reads its outputs. `image_tree` is a small ImageNet-layout folder.
 """
 
+import os
+
 import pytest
 import torch
 from PIL import Image
@@ -16,6 +18,19 @@ IMAGE_COLOURS = {"cat": (220, 30, 30), "dog": (30, 30, 220)}      # RGB
 @pytest.fixture(scope="session")
 def quick_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("quick-cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def never_the_repository_cache(quick_cache):
+    """Every test caches under pytest's temporary folder (the session's quick cache, unless it
+    sets its own): no test writes checkpoints or references into the repository's `.cache/`."""
+    before = os.environ.get("LEARNEDSHAP_CACHE")
+    os.environ["LEARNEDSHAP_CACHE"] = str(quick_cache)
+    yield
+    if before is None:
+        os.environ.pop("LEARNEDSHAP_CACHE", None)
+    else:
+        os.environ["LEARNEDSHAP_CACHE"] = before
 
 
 @pytest.fixture(scope="session")
