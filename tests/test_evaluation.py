@@ -12,7 +12,7 @@ from evaluation import break_even as be
 from evaluation import references
 from evaluation.examples import Examples, per_class_means, stratified_indices
 from evaluation.references import game_for, reference, resolved
-from evaluation.runs import Run, RunSpec, label, row_label, run_method
+from evaluation.runs import Run, RunSpec, exact_run, label, row_label, run_method
 from evaluation.scoring import EfficiencyError, efficiency_gap, score
 from models.harsanyi import LearnedShapViT
 from models.train import seeded
@@ -253,3 +253,23 @@ def test_labels_show_variants_and_the_evaluations_made():
     assert row_label({"method": "exact", "budget": None, "evals": 512.0}) == "exact"
     assert RunSpec("kernel", 64).key != RunSpec("kernel", 128).key
     assert RunSpec("gradient_shap").key != RunSpec("gradient_shap", variant="blur ref").key
+
+
+def test_the_exact_row_from_references_equals_running_exact_and_catches_a_wrong_reference():
+    """`exact_run` takes its values from the references and times `explain("exact")` on a few
+    examples: its values, pairs and map equal a full run's, and a reference of another game is
+    refused instead of scored."""
+    model = token_wise_model(pairwise=True)
+    ex = examples_for(model)
+    targets = torch.tensor([0, 1, 0, 1])
+    refs = [reference(model, x) for x in ex.x]
+    spec = RunSpec("exact")
+    full = run_method(spec, model, ex, targets, seed=0)
+    cheap = exact_run(spec, model, ex, targets, refs, seed=0, timed=1)
+    assert torch.allclose(cheap.values, full.values, atol=1e-6)
+    assert torch.allclose(cheap.pairs, full.pairs, atol=1e-6)
+    assert torch.allclose(cheap.pixel_map, full.pixel_map, atol=1e-6)
+    assert cheap.evals == full.evals and len(cheap.seconds) == len(ex)
+    wrong = [reference(token_wise_model(pairwise=False), x) for x in ex.x]
+    with pytest.raises(AssertionError, match="differs from the exact references"):
+        exact_run(spec, model, ex, targets, wrong, seed=0, timed=1)
