@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -110,8 +111,13 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
           test_loader: DataLoader | None = None, device: torch.device | str | None = None,
           progress: bool = True, log: Callable[[str], None] = print, amp: str | None = None,
           compile: bool = False, state_path: str | Path | None = None, save_every: int = 50,
-          counter: list[int] | None = None) -> list[dict]:
+          counter: list[int] | None = None, clip_norm: float | None = None) -> list[dict]:
     """Train with AdamW and a cosine schedule; returns one dict per epoch (loss, accuracies, time).
+
+    With `clip_norm`, each step's gradient is rescaled to that total L2 norm when it is larger
+    (`torch.nn.utils.clip_grad_norm_`), and each epoch's row also holds the steps' median and
+    largest gradient norm before clipping and the share of steps clipped. Without it the
+    gradients are used as they are.
 
     Under torchrun every rank trains its shard of each global batch and the history holds the
     global loss and accuracy (summed over the ranks). Training randomness (masks, coalitions) is
@@ -129,6 +135,9 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     if amp not in AMP:
         raise ValueError(f"amp must be one of {sorted(k for k in AMP if k)} or None, got {amp!r}")
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be a positive number or None (no clipping), got "
+                         f"{clip_norm!r}")
     if len(train_loader) == 0:
         raise ValueError("the training loader yields no batch (an empty dataset, or fewer "
                          "examples than batch_size with drop_last=True); give it data")
@@ -152,7 +161,7 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     resumable = state_path is not None and not sharded
     run_id = {"epochs": epochs, "steps_per_epoch": len(train_loader), "lr": lr, "seed": seed,
-              "weight_decay": weight_decay}
+              "weight_decay": weight_decay, "clip_norm": clip_norm}
     state = read_state(Path(state_path), run_id, log) if resumable else None
     loader_gen = getattr(train_loader, "generator", None)      # the shuffle order's generator
     history, first_epoch, done = [], 1, 0
@@ -180,11 +189,12 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
             for _ in range(done):                                    # the batches already trained on
                 next(batches)
             start, total, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+            norms: list[float] = []                 # gradient norms before clipping
             if state is not None:
                 torch.set_rng_state(state["rng"])
                 if state["cuda_rng"]:
                     torch.cuda.set_rng_state_all(state["cuda_rng"])
-                total, correct, loss_sum = state["sums"]
+                total, correct, loss_sum, norms = state["sums"]
                 start -= state["seconds"]
                 state = None
             bar = tqdm(batches, total=len(train_loader), initial=done, desc=f"epoch {epoch}/{epochs}",
@@ -195,6 +205,8 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
                     loss, logits = step(batch, gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip_norm is not None:
+                    norms.append(float(nn.utils.clip_grad_norm_(model.parameters(), clip_norm)))
                 opt.step()
                 sched.step()
                 n = len(batch["y"])
@@ -204,12 +216,15 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
                 bar.set_postfix(loss=f"{loss_sum / total:.3f}")
                 if resumable and i % save_every == 0 and i < len(train_loader):
                     write_state(Path(state_path), run_id, model, opt, sched, gen, epoch, i,
-                                epoch_order, history, (total, correct, loss_sum),
+                                epoch_order, history, (total, correct, loss_sum, norms),
                                 time.perf_counter() - start, counter)
             done = 0
             loss_sum, correct, total = distributed.all_sum([loss_sum, correct, total], device)
             row = {"epoch": epoch, "loss": loss_sum / total, "train_acc": correct / total,
                    "seconds": time.perf_counter() - start}
+            if clip_norm is not None and norms:
+                row.update(grad_norm_median=float(np.median(norms)), grad_norm_max=max(norms),
+                           clipped=float(np.mean([g > clip_norm for g in norms])))
             if test_loader is not None:
                 row["test_acc"] = evaluate(model, test_loader, device)
             history.append(row)
@@ -220,7 +235,7 @@ def train(model: nn.Module, train_loader: DataLoader, *, epochs: int, lr: float 
             if resumable and epoch < epochs:
                 write_state(Path(state_path), run_id, model, opt, sched, gen, epoch + 1, 0,
                             loader_gen.get_state() if loader_gen is not None else None, history,
-                            (0, 0, 0.0), 0.0, counter)
+                            (0, 0, 0.0, []), 0.0, counter)
     if resumable:
         Path(state_path).unlink(missing_ok=True)
     model.eval()

@@ -412,15 +412,22 @@ class Kind:
     build: Callable[[ModelSpec], nn.Module]                 # untrained (under the spec's seed)
     loss: Callable[[ModelSpec, int, list[int] | None], LossFn]   # (spec, steps/epoch, evals)
     prepare: Callable[[ModelSpec, nn.Module, object], None] | None = None   # before step one
+    clip_norm: float | None = None          # gradient clipping (a head's "clip_norm" overrides)
+
+
+# The co-trained LearnedSHAP recipe clips every step's gradient to norm 1 (as ViT-Shapley
+# trains its explainer): without it a strong consistency weight trained exact and accurate at
+# one seed and collapsed at another (the README's trade-off section measures both).
+RECIPE_CLIP_NORM = 1.0
 
 
 KINDS: dict[str, Kind] = {
     "vit": Kind(backbone, plain_loss),
     "r3d": Kind(backbone, plain_loss),
     "resnet": Kind(backbone, plain_loss),
-    "learned_vit": Kind(learned_vit, learned_loss),
-    "learned_r3d": Kind(learned_r3d, learned_loss),
-    "learned_tubelet_r3d": Kind(learned_tubelet_r3d, learned_loss),
+    "learned_vit": Kind(learned_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
+    "learned_r3d": Kind(learned_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
+    "learned_tubelet_r3d": Kind(learned_tubelet_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "posthoc_vit": Kind(posthoc_vit, posthoc_vit_loss, calibrate_posthoc),
     "posthoc_r3d": Kind(posthoc_r3d, posthoc_r3d_loss),
     "surrogate_vit": Kind(surrogate_vit, surrogate_vit_loss),
@@ -431,6 +438,12 @@ def kind_of(spec: ModelSpec) -> Kind:
     if spec.kind not in KINDS:
         raise ValueError(f"unknown model kind {spec.kind!r}; expected one of {sorted(KINDS)}")
     return KINDS[spec.kind]
+
+
+def clip_norm_of(spec: ModelSpec) -> float | None:
+    """The gradient norm the spec's training clips to: its head's "clip_norm" if set (None: no
+    clipping), else its kind's (the co-trained LearnedSHAP recipe: RECIPE_CLIP_NORM)."""
+    return spec.head.get("clip_norm", kind_of(spec).clip_norm)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -470,6 +483,7 @@ def fingerprint(spec: ModelSpec, code_root: Path = ROOT) -> str:
     roots = [ModelSpec, train_spec, loaders, kind.build, kind.loss] + (
         [kind.prepare] if kind.prepare else [])
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
+    h.update(f"clip_norm={clip_norm_of(spec)}".encode())    # a kind's default lives in KINDS (cut)
     h.update(code_key(roots, skip=["models.zoo:KINDS", "models.zoo:load"], root=code_root).encode())
     if spec.kind.startswith(("posthoc", "surrogate")):
         plain = resolve(spec.plain, spec.name.endswith("-quick"))
@@ -531,7 +545,7 @@ def train_spec(spec: ModelSpec, train_loader, *, device=None, progress: bool = T
     history = train(model, train_loader, epochs=spec.epochs, lr=spec.lr, seed=spec.init_seed,
                     loss_fn=loss_for(spec, len(train_loader), counter), device=device,
                     progress=progress, amp=amp, compile=compile, state_path=state_path,
-                    counter=counter)
+                    counter=counter, clip_norm=clip_norm_of(spec))
     return model, history
 
 

@@ -191,6 +191,50 @@ def test_training_takes_tuple_batches_of_a_plain_tensor_dataset():
     assert 0 <= evaluate(model, loader) <= 1
 
 
+def test_clipping_bounds_the_gradient_the_optimizer_steps_with():
+    """The optimizer sees gradients of norm at most clip_norm; history reports the norms before
+    clipping; a clip no gradient reaches changes no weight; without it no norm is recorded."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    def run(clip_norm):
+        loader, _ = _toy_loaders()
+        with seeded(0):
+            model = create_vit(ViTConfig(dim=16, depth=1, heads=2, n_classes=2))
+        stepped = []
+
+        def record(opt, args, kwargs):
+            grads = [p.grad for group in opt.param_groups for p in group["params"]
+                     if p.grad is not None]
+            stepped.append(float(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g) for g in grads]))))
+
+        handle = register_optimizer_step_pre_hook(record)
+        try:
+            hist = train(model, loader, epochs=2, seed=0, progress=False, log=lambda s: None,
+                         clip_norm=clip_norm)
+        finally:
+            handle.remove()
+        return model.state_dict(), hist, stepped
+
+    free, free_hist, free_norms = run(None)
+    assert "grad_norm_max" not in free_hist[0]
+    tight, tight_hist, tight_norms = run(0.05)
+    assert max(tight_norms) <= 0.05 * (1 + 1e-5)
+    assert all(h["clipped"] == 1.0 and h["grad_norm_median"] > 0.05 for h in tight_hist)
+    assert any(not torch.equal(free[k], tight[k]) for k in free)
+    loose, loose_hist, loose_norms = run(1e9)
+    assert all(torch.equal(free[k], loose[k]) for k in free)
+    assert loose_norms == free_norms and all(h["clipped"] == 0.0 for h in loose_hist)
+    assert max(h["grad_norm_max"] for h in loose_hist) == pytest.approx(max(free_norms))
+    with pytest.raises(ValueError, match="clip_norm must be a positive number or None"):
+        train(create_vit(ViTConfig(dim=16, depth=1, heads=2, n_classes=2)), loader_of_one(),
+              epochs=1, progress=False, log=lambda s: None, clip_norm=0.0)
+
+
+def loader_of_one() -> DataLoader:
+    return DataLoader(TensorDataset(torch.rand(2, 3, 32, 32), torch.zeros(2).long()), batch_size=2)
+
+
 @pytest.mark.parametrize("epochs", [0, -1, 1.5])
 def test_training_needs_a_positive_number_of_epochs(epochs, vit):
     loader, _ = _toy_loaders()

@@ -39,6 +39,25 @@ def test_a_kind_keys_its_own_code_only():
         zoo.build_model(replace(zoo.SPECS["vit_patches"], kind="mlp"))
 
 
+def test_co_trained_heads_clip_by_the_recipe_and_the_key_follows_the_clip():
+    assert zoo.clip_norm_of(zoo.SPECS["learned_vit_patches"]) == zoo.RECIPE_CLIP_NORM
+    assert zoo.clip_norm_of(zoo.VIDEO_SPECS["learned_r3d_tubelets"]) == zoo.RECIPE_CLIP_NORM
+    # the plain models and the post-hoc explainers train as before
+    assert zoo.clip_norm_of(zoo.SPECS["vit_patches"]) is None
+    assert zoo.clip_norm_of(zoo.POSTHOC_SPECS["posthoc_vit_patches"]) is None
+    spec = zoo.SPECS["learned_vit_patches"]
+    unclipped = replace(spec, head={**spec.head, "clip_norm": None})
+    assert zoo.clip_norm_of(unclipped) is None
+    assert zoo.fingerprint(unclipped) != zoo.fingerprint(spec)
+    # a kind's default is in the key although the KINDS registry is cut from the code key
+    kind, before = zoo.KINDS["learned_vit"], zoo.fingerprint(spec)
+    try:
+        zoo.KINDS["learned_vit"] = replace(kind, clip_norm=0.5)
+        assert zoo.fingerprint(spec) != before
+    finally:
+        zoo.KINDS["learned_vit"] = kind
+
+
 def test_unknown_model_lists_the_valid_ones():
     with pytest.raises(KeyError, match="vit_patches"):
         zoo.resolve("vit_patchez")
