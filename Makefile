@@ -9,7 +9,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc scale video video-pairs parity shap-blur layers lint clean
+.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc scale video video-pairs parity patch-local shap-blur layers lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -59,6 +59,9 @@ video-pairs: build               ## what video pair terms see: clips with local 
 
 parity: build                    ## what exactness costs: the parity of three objects, plain vs co-trained ViTs: shap_overlays/parity*
 	$(PY) -m evaluation.parity --threads 2
+
+patch-local: build               ## the pairwise class built directly: patch-local vs co-trained ViTs at 16 and 64 patches (SIZES="16 64 196" adds 196): shap_overlays/patch_local*
+	$(PY) -m evaluation.patch_local --threads 2 --sizes $(or $(SIZES),16 64)
 
 shap-blur: build                 ## shap's blur-masked workflow vs exact Shapley and Owen values of its game (about 25 min): shap_overlays/blur_game*
 	$(PY) -m evaluation.blur_game --threads 2

@@ -89,6 +89,11 @@ class Settings:
     break_even_largest: dict[str, int] = field(default_factory=dict)
     break_even_per_class: dict[str, int] = field(default_factory=dict)
     break_even_seeds: tuple[int, ...] = (0, 1)
+    # pair terms against shapiq's Faith-Shap approximators (16 players: exact Faith-Shap pairs),
+    # on the first `pair_per_class` break-even examples of each class
+    pair_largest: int = 2048
+    pair_per_class: int = 1
+    pair_seeds: tuple[int, ...] = (0, 1)
     reference_budget64: int = REFERENCE_BUDGET64
     remainder_coalitions: int = 1000   # Shapley-kernel coalitions per image for the remainder
     sanity_per_class: int = 1
@@ -116,6 +121,7 @@ def settings_for(quick: bool, seed: int = 0) -> Settings:
             break_even_per_class={"vit_patches": 1, "vit_digits": 1, "r3d_video": 1,
                                   "vit_patches64": 1},
             break_even_seeds=(0,), reference_budget64=2048, remainder_coalitions=200,
+            pair_largest=128, pair_seeds=(0,),
             sanity_per_class=1, sanity_samples=8, sanity_budget=64, figure_examples=3,
             exact_timed=1)
     return Settings(
@@ -292,26 +298,58 @@ def benchmark_model(key: str, trained: dict[str, zoo.Trained], settings: Setting
     return result
 
 
+# the complete samplers of the speed-up table: one i.i.d. permutation is the cheapest run (n + 1
+# evaluations), one antithetic pair the cheapest exact one on a pairwise game (2n)
+BREAK_EVEN_SAMPLERS = ("permutation_iid", "permutation", "kernel")
+
+
 def break_even_model(model: nn.Module, ex: Examples, targets: Tensor, refs: list[Reference],
                      settings: Settings, key: str, progress: bool = True) -> dict:
     """LearnedSHAP's mean error on these examples and the samplers' break-even against it."""
-    learned, evals, remainders = [], [], []
+    n = model.n_players
+    iu = torch.triu_indices(n, n, 1)
+    learned, evals, remainders, pairs = [], [], [], []
     for i in range(len(ex)):
-        att = explain("learned_shap", model, ex.x[i], int(targets[i]))
-        learned.append(rel_l2(att.values[0], refs[i].values[:, int(targets[i])]))
+        k = int(targets[i])
+        att = explain("learned_shap", model, ex.x[i], k)
+        learned.append(rel_l2(att.values[0], refs[i].values[:, k]))
         evals.append(att.cost.evals)
-        remainders.append(remainder(model, ex.x[i], int(targets[i]), settings.remainder_coalitions,
-                                    seed=i))
+        remainders.append(remainder(model, ex.x[i], k, settings.remainder_coalitions, seed=i))
+        if "pairs" in att.extras and refs[i].pairs_faith is not None:
+            pairs.append(rel_l2(att.extras["pairs"][0][iu[0], iu[1]],
+                                refs[i].pairs_faith[iu[0], iu[1], k]))
     noise = max(r.noise(int(t)) for r, t in zip(refs, targets, strict=True))
     curves = be.sampler_curves(model, list(ex.x), targets.tolist(), refs,
-                               be.doubling_grid(model.n_players, settings.break_even_largest[key]),
-                               seeds=settings.break_even_seeds, progress=progress)
-    out = be.break_even(curves, float(np.mean(learned)), noise)
-    return {"n_players": model.n_players, "reference": refs[0].describe(),
-            "n_examples": len(ex), "per_class": ex.per_class,
-            "seeds": list(settings.break_even_seeds),
-            "learned_evals": float(np.mean(evals)), "learned_rel_l2_per_example": learned,
-            "remainder": float(np.mean(remainders)), **out}
+                               be.doubling_grid(n, settings.break_even_largest[key]),
+                               seeds=settings.break_even_seeds, samplers=BREAK_EVEN_SAMPLERS,
+                               progress=progress)
+    out = be.break_even(curves, float(np.mean(learned)), noise, float(np.mean(evals)))
+    result = {"n_players": n, "reference": refs[0].describe(),
+              "n_examples": len(ex), "per_class": ex.per_class,
+              "seeds": list(settings.break_even_seeds),
+              "learned_evals": float(np.mean(evals)), "learned_rel_l2_per_example": learned,
+              "remainder": float(np.mean(remainders)), **out}
+    if len(pairs) == len(ex):               # exact Faith-Shap pairs: the pair terms' break-even
+        result["pairs"] = pair_break_even(model, ex, targets, refs, pairs, float(np.mean(evals)),
+                                          settings, progress)
+    return result
+
+
+def pair_break_even(model: nn.Module, ex: Examples, targets: Tensor, refs: list[Reference],
+                    head_errors: list[float], head_evals: float, settings: Settings,
+                    progress: bool = True) -> dict:
+    """The head's pair terms against exact order-2 Faith-Shap, and the evaluations shapiq's
+    Faith-Shap approximators need to match them, on `pair_per_class` examples of each class."""
+    y = ex.y.numpy()
+    picked = sorted(i for c in np.unique(y) for i in np.flatnonzero(y == c)[:settings.pair_per_class])
+    errors = [head_errors[i] for i in picked]
+    curves = be.pair_curves(model, [ex.x[i] for i in picked], [int(targets[i]) for i in picked],
+                            [refs[i] for i in picked],
+                            be.doubling_grid(model.n_players, settings.pair_largest),
+                            seeds=settings.pair_seeds, progress=progress)
+    out = be.break_even(curves, float(np.mean(errors)), 0.0, head_evals)
+    return {"n_examples": len(picked), "seeds": list(settings.pair_seeds),
+            "head_rel_l2_per_example": errors, **out}
 
 
 def break_even_64(trained: dict[str, zoo.Trained], settings: Settings,

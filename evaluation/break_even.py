@@ -1,14 +1,22 @@
-"""Break-even: the fewest model evaluations at which a sampler is as exact as a one-pass explainer.
+"""Break-even and speed-up at equal error: the fewest model evaluations at which a sampler is as
+exact as a one-pass explainer, and that number over the explainer's own forward passes.
 
-Samplers run on a doubling grid of budgets starting at 2n, one antithetic pair of permutations
-(the smallest budget permutation sampling accepts, and exact for any game without interactions
-above order two). At each budget the error is the relative L2 distance to the reference, averaged
-over the same examples and several seeds. The break-even is the first budget whose mean error is
-at or below the explainer's:
+Samplers run on a grid of budgets: n + 1 (one permutation, the cheapest complete sampler run),
+then 2n (one antithetic pair of permutations, exact for any game without interactions above
+order two: so a head whose game is pairwise cannot be "more exact than one antithetic pair", and
+the fair comparison is the speed-up at equal error), doubling up to the largest. At each budget
+the error is the relative L2 distance to the reference, averaged over the same examples and
+several seeds. The break-even is the first budget whose mean error is at or below the
+explainer's:
 
 - reached at the grid's first budget: "≤ N" (the sampler may need even fewer);
-- reached later: N, the smallest budget on the doubling grid (the true value lies above half);
+- reached later: N, the smallest budget on the grid (the true value lies above the budget
+  before it);
 - never reached: "> N" for the largest budget tried.
+
+The speed-up is the break-even over the explainer's evaluations, with the same relation, and for
+a break-even inside the grid the range it lies in. The same holds for pair terms (order-2
+interactions) against shapiq's Faith-Shap approximators, with exact Faith-Shap as the reference.
 
 Against a sampled reference, the comparison is only as good as the reference: when its noise is
 more than a third of the explainer's error, the break-even is marked unresolved.
@@ -27,12 +35,20 @@ from tqdm.auto import tqdm
 from evaluation.metrics import rel_l2
 from evaluation.references import Reference, game_for, resolved
 from shapley.leverage import leverage_shap
-from shapley.sampling import SAMPLERS, min_budget
-from shapley.shapiq_samplers import QUADRATIC, SHAPIQ, shapiq_sampler
+from shapley.sampling import SAMPLERS, min_budget, permutation_shapley
+from shapley.shapiq_samplers import (
+    INTERACTIONS,
+    QUADRATIC,
+    SHAPIQ,
+    shapiq_interactions,
+    shapiq_sampler,
+)
 
-# Every sampler a break-even can run: ours (all classes at once), Leverage SHAP (Musco & Witter
-# 2025, ours: shapiq 1.4.1 has none) and shapiq's Shapley-value approximators (one class a call).
-ALL_SAMPLERS = [*SAMPLERS, "leverage", *SHAPIQ]
+# Every sampler a break-even can run: ours (all classes at once: antithetic permutations,
+# i.i.d. permutations, which alone run at n + 1 evaluations, and KernelSHAP), Leverage SHAP
+# (Musco & Witter 2025, ours: shapiq 1.4.1 has none) and shapiq's Shapley-value approximators
+# (one class a call).
+ALL_SAMPLERS = [*SAMPLERS, "permutation_iid", "leverage", *SHAPIQ]
 QUADRATIC_LIMIT = 64      # players beyond which the samplers in QUADRATIC are skipped
 # Samplers too slow per call for a study on 2 cores beyond some player count, with what one call
 # took here (2 CPU threads, a cheap synthetic game, budget 32n): their cost is the library's own
@@ -61,6 +77,9 @@ def estimate(name: str, game, n: int, budget: int, seed: int, target: int) -> tu
     if name in SAMPLERS:
         res = SAMPLERS[name](game, n, budget=budget, seed=seed)
         return res.values[:, target].double().cpu(), res.n_evals
+    if name == "permutation_iid":
+        res = permutation_shapley(game, n, budget=budget, seed=seed, antithetic=False)
+        return res.values[:, target].double().cpu(), res.n_evals
     if name == "leverage":
         res = leverage_shap(game, n, budget=budget, seed=seed)
         return res.values[:, target].double().cpu(), res.n_evals
@@ -69,32 +88,60 @@ def estimate(name: str, game, n: int, budget: int, seed: int, target: int) -> tu
 
 
 def smallest_budget(name: str, n: int) -> int:
-    """The smallest budget sampler `name` accepts (shapiq's take any; the grid starts at 2n)."""
+    """The smallest budget sampler `name` accepts (shapiq's take any; the grid starts at n + 1)."""
     if name in SAMPLERS:
         return min_budget(name, n)
+    if name == "permutation_iid":
+        return min_budget("permutation", n, antithetic=False)
     return min_budget("kernel", n) if name == "leverage" else 2
 
 
 def doubling_grid(n: int, largest: int, factor: int = 2) -> list[int]:
-    """Budgets 2n, 4n, 8n, ... up to `largest` (at least the first); with `factor` 4: 2n, 8n, ..."""
+    """Budgets n + 1 (one permutation), then 2n, 4n, 8n, ... up to `largest` (at least 2n);
+    with `factor` 4: n + 1, 2n, 8n, ..."""
     grid = [2 * n]
     while grid[-1] * factor <= largest:
         grid.append(grid[-1] * factor)
-    return grid
+    return [n + 1, *grid]
 
 
 def first_reached(curve: Sequence[dict], target_error: float) -> dict:
     """The break-even on one sampler's curve [{evals, rel_l2}, ...] (in grid order).
 
     Returns {"evals": the evaluations at the first budget whose error is <= target_error (or the
-    largest tried), "relation": "≤" (at the first budget), "=" (later) or ">" (never)}.
+    largest tried), "relation": "≤" (at the first budget), "=" (later: the evaluations needed lie
+    above "evals_before", the budget before it) or ">" (never)}.
     """
     if not curve:
         raise ValueError("the curve is empty: run the sampler on at least one budget")
     for i, point in enumerate(curve):
         if point["rel_l2"] <= target_error:
-            return {"evals": point["evals"], "relation": "≤" if i == 0 else "="}
+            if i == 0:
+                return {"evals": point["evals"], "relation": "≤"}
+            return {"evals": point["evals"], "relation": "=", "evals_before": curve[i - 1]["evals"]}
     return {"evals": curve[-1]["evals"], "relation": ">"}
+
+
+def speed_up(reached: dict, explainer_evals: float) -> dict:
+    """A break-even over the explainer's own evaluations: {"value", "relation", and for "=" the
+    "low" end of the range the true speed-up lies in}."""
+    if not explainer_evals > 0:
+        raise ValueError(f"the explainer's evaluations must be positive, got {explainer_evals}")
+    out = {"value": reached["evals"] / explainer_evals, "relation": reached["relation"]}
+    if reached["relation"] == "=":
+        out["low"] = reached["evals_before"] / explainer_evals
+    return out
+
+
+def describe_speed_up(s: dict | None) -> str:
+    """"≤ 17", "17–34" (between two budgets of the grid) or "> 1,024"; "–" for none."""
+    if s is None:
+        return "–"
+    value = f"{s['value']:,.3g}" if s["value"] < 1000 else f"{s['value']:,.0f}"
+    if s["relation"] == "=":
+        low = f"{s['low']:,.3g}" if s["low"] < 1000 else f"{s['low']:,.0f}"
+        return f"{low}–{value}"
+    return f"{s['relation']} {value}"
 
 
 def describe(be: dict) -> str:
@@ -146,9 +193,10 @@ def completed(curve: Sequence[dict]) -> list[dict]:
 
 
 def break_even(curves: dict[str, list[dict]], target_error: float,
-               reference_noise: float = 0.0) -> dict:
-    """Every sampler's break-even against `target_error`, the best sampler, and whether the
-    reference resolves the comparison."""
+               reference_noise: float = 0.0, explainer_evals: float | None = None) -> dict:
+    """Every sampler's break-even against `target_error`, the best sampler, whether the
+    reference resolves the comparison, and (given the explainer's evaluations) the speed-up at
+    equal error: the best sampler's break-even over the explainer's evaluations."""
     out = {"target_error": target_error, "reference_noise": reference_noise,
            "resolved": resolved(target_error, reference_noise), "samplers": {}}
     for name, curve in curves.items():
@@ -164,4 +212,41 @@ def break_even(curves: dict[str, list[dict]], target_error: float,
         return never, s["curve"][-1]["rel_l2"] if never else s["evals"]
 
     out["best"] = min(out["samplers"], key=rank)
+    if explainer_evals is not None:
+        out["explainer_evals"] = explainer_evals
+        out["speed_up"] = speed_up(out["samplers"][out["best"]], explainer_evals)
     return out
+
+
+def pair_curves(model, xs: Sequence[torch.Tensor], targets: Sequence[int],
+                references: Sequence[Reference], budgets: Sequence[int],
+                seeds: Sequence[int] = (0, 1), approximators: Sequence[str] = tuple(INTERACTIONS),
+                progress: bool = True) -> dict[str, list[dict]]:
+    """Each Faith-Shap approximator's mean error on the pair terms (upper triangle, relative L2)
+    against the references' exact order-2 Faith-Shap index, at every budget: the curves a pair
+    break-even reads, in `sampler_curves`' format."""
+    if any(ref.pairs_faith is None for ref in references):
+        raise ValueError("pair curves need references with exact Faith-Shap pairs (exact "
+                         "references, at most 16 players)")
+    n = model.n_players
+    iu = torch.triu_indices(n, n, 1)
+    games = [game_for(model, x) for x in xs]
+    curves = {}
+    for name in approximators:
+        run = shapiq_interactions(name)
+        curve = []
+        for budget in budgets:
+            errs, evals = [], []
+            start = time.perf_counter()
+            for game, k, ref in tqdm(list(zip(games, targets, references, strict=True)),
+                                     leave=False, desc=f"{name} @ {budget}", disable=not progress):
+                exact = ref.pairs_faith[iu[0], iu[1], k]
+                for seed in seeds:
+                    res = run(game, n, budget, seed=seed, output=int(k))
+                    errs.append(rel_l2(res.pairs[iu[0], iu[1]], exact))
+                    evals.append(res.n_evals)
+            curve.append({"budget": budget, "evals": float(np.mean(evals)),
+                          "rel_l2": float(np.mean(errs)), "rel_l2_std": float(np.std(errs)),
+                          "seconds": (time.perf_counter() - start) / len(errs)})
+        curves[name] = curve
+    return curves

@@ -34,6 +34,7 @@ from shapley.sampling import kernel_coalitions
 from tools.readme import replace_block
 
 REFERENCE_BUDGET64 = 16384   # evaluations of the 64-patch reference: two halves of 8,192
+REFERENCE_BUDGET196 = 19600  # 2 x 9,800 evaluations: 25 antithetic pairs of permutations a half
 # model -> examples per class (the same number from every class)
 REPORT = {"learned_vit_patches": 4, "learned_vit_digits": 1, "learned_r3d_video": 4,
           "learned_vit_patches64": 4}

@@ -42,7 +42,13 @@ import data
 from evaluation import break_even as be
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
-from evaluation.learned_report import REFERENCE_BUDGET64, compare, f, references_for
+from evaluation.learned_report import (
+    REFERENCE_BUDGET64,
+    REFERENCE_BUDGET196,
+    compare,
+    f,
+    references_for,
+)
 from evaluation.posthoc import measure
 from evaluation.records import write_json, write_text
 from evaluation.timing import forward_cost
@@ -55,7 +61,6 @@ from viz.overlay import save_figure
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "shap_overlays"
 LARGEST = 32                   # samplers run on budgets 2n, 4n, ... 32n
-REFERENCE_BUDGET196 = 19600    # 2 x 9,800 evaluations: 25 antithetic pairs of permutations a half
 
 
 @dataclass(frozen=True)

@@ -36,19 +36,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-import data
 from evaluation.cli import experiment_parser, setup
-from evaluation.examples import load_examples
-from evaluation.learned_report import REFERENCE_BUDGET64, remainder
-from evaluation.metrics import pearson, rel_l2
+from evaluation.head_checks import head_faithfulness, large_test_accuracy
+from evaluation.learned_report import REFERENCE_BUDGET64
 from evaluation.records import write_json, write_text
-from evaluation.references import reference, resolved
-from evaluation.scoring import efficiency_gap
 from models import zoo
-from models.train import evaluate
 from tools.readme import replace_block
 from viz.overlay import new_figure, save_figure
 
@@ -128,66 +122,22 @@ def spec_for(key: str, setting: Setting | None, seed: int, quick: bool) -> zoo.M
     return zoo.resolve(spec, quick)
 
 
-def large_test_accuracy(spec: zoo.ModelSpec, model: torch.nn.Module, quick: bool) -> tuple[float, int]:
-    """Accuracy on LARGE_TEST generated test images (the digits: their whole test split)."""
-    options = dict(spec.data_options)
-    if "n_test" in data.dataset_options(spec.dataset) and spec.dataset != "digits":
-        options["n_test"] = 256 if quick else LARGE_TEST
-    loader = data.get_loader(spec.dataset, "test", batch_size=256, seed=spec.seed, **options)
-    return evaluate(model, loader), len(loader.dataset)
-
-
-@torch.no_grad()
-def faithfulness(key: str, spec: zoo.ModelSpec, model: torch.nn.Module, quick: bool) -> dict:
-    """phi, pairs and remainder of one trained head against its own game's references."""
-    ex = load_examples(spec, model, 1 if quick else PER_CLASS[key])
-    budget = None if model.n_players <= 16 else (2048 if quick else REFERENCE_BUDGET64)
-    errors, pearsons, gaps, noises, remainders, pair_faith, pair_faith_l2, pair_harsanyi = \
-        [], [], [], [], [], [], [], []
-    iu = torch.triu_indices(model.n_players, model.n_players, 1)
-    for i, x in enumerate(ex.x):
-        ref = reference(model, x, budget)
-        out = model.shapley_values(x[None])
-        k = int(out.logits[0].argmax())
-        phi = out.shapley[0, :, k].double()
-        errors.append(rel_l2(phi, ref.values[:, k]))
-        pearsons.append(pearson(phi, ref.values[:, k]))
-        gaps.append(abs(efficiency_gap(phi, ref, k)))
-        noises.append(ref.noise(k))
-        remainders.append(remainder(model, x, k, 200 if quick else 1000, seed=i))
-        if out.pair is not None and ref.pairs_faith is not None:
-            learned = out.pair[0, :, :, k].double()[iu[0], iu[1]]
-            faith = ref.pairs_faith[iu[0], iu[1], k]
-            pair_faith.append(pearson(learned, faith))
-            pair_faith_l2.append(rel_l2(learned, faith) if faith.norm() > 0 else None)
-            pair_harsanyi.append(pearson(learned, ref.pairs_harsanyi[iu[0], iu[1], k]))
-
-    def mean(v):
-        v = [a for a in v if a is not None and a == a]
-        return float(np.mean(v)) if v else None
-
-    return {"rel_l2": mean(errors), "rel_l2_max": max(errors), "pearson": mean(pearsons),
-            "efficiency_gap_max": max(gaps), "reference_noise_max": max(noises),
-            "resolved": all(resolved(e, r) for e, r in zip(errors, noises, strict=True)),
-            "remainder": mean(remainders), "pair_pearson_faith": mean(pair_faith),
-            "pair_rel_l2_faith": mean(pair_faith_l2), "pair_pearson_harsanyi": mean(pair_harsanyi),
-            "n_examples": len(ex), "per_class": ex.per_class, "reference": ref.describe()}
-
-
 def measure(key: str, setting: Setting | None, seed: int, quick: bool,
             progress: bool = True) -> dict:
     """Train (or load) one setting at one seed and measure it."""
     spec = spec_for(key, setting, seed, quick)
     start = time.perf_counter()
     trained = zoo.load(spec, quick=False, progress=progress)     # spec_for resolved quick mode
-    accuracy_large, n_large = large_test_accuracy(spec, trained.model, quick)
+    accuracy_large, n_large = large_test_accuracy(spec, trained.model, 256 if quick else LARGE_TEST)
     row = {"model": key, "setting": None if setting is None else setting.name,
            "config": None if setting is None else asdict(setting), "seed": seed,
            "fingerprint": trained.meta["fingerprint"], "accuracy": trained.meta["accuracy"],
            "accuracy_large": accuracy_large, "n_large": n_large,
            "train_seconds": trained.meta["train_seconds"]}
     if setting is not None:
-        row.update(faithfulness(key, spec, trained.model.eval(), quick))
+        budget = None if trained.model.n_players <= 16 else (2048 if quick else REFERENCE_BUDGET64)
+        row.update(head_faithfulness(spec, trained.model.eval(), 1 if quick else PER_CLASS[key],
+                                     budget, 200 if quick else 1000))
     row["seconds"] = time.perf_counter() - start
     return row
 
@@ -319,7 +269,6 @@ def markdown(results: dict) -> str:
     lines = []
     for key, sel in results["selection"].items():
         rows = [r for r in results["rows"] if r["model"] == key]
-        plain = [r for r in rows if r["setting"] is None]
         lines += [f"#### {key} (`{BASES[key]}`)", "",
                   "| setting | seed | accuracy (1,000 / large) | phi rel. L2 mean (max) | Pearson | "
                   "pairs vs Faith-Shap: Pearson, rel. L2 | pairs vs Harsanyi | remainder 1 - R² | "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from evaluation.break_even import describe
+from evaluation.break_even import describe, describe_speed_up
 from evaluation.runs import row_label
 from evaluation.scoring import METRIC_KEYS
 
@@ -136,12 +136,14 @@ def break_even_cell(b: dict, sampler: str) -> str:
 
 
 def break_even_table(break_even: dict) -> str:
-    """One line per model: LearnedSHAP's error and the evaluations samplers need to match it."""
+    """One line per model: LearnedSHAP's error, the evaluations samplers need to match it, and
+    the speed-up at equal error (the best sampler's evaluations over the head's)."""
     samplers = list(dict.fromkeys(s for b in break_even.values() for s in b["samplers"]))
     lines = ["| model | players | reference (its noise) | examples × seeds | LearnedSHAP rel. L2 "
              "| remainder 1 - R² | LearnedSHAP evals | "
-             + " | ".join(f"{s} evals to match" for s in samplers) + " | best sampler | resolved |",
-             "|---|---:|---|---:|---:|---:|---:|" + "---:|" * len(samplers) + "---|---|"]
+             + " | ".join(f"{s} evals to match" for s in samplers)
+             + " | best sampler | speed-up at equal error | resolved |",
+             "|---|---:|---|---:|---:|---:|---:|" + "---:|" * len(samplers) + "---|---:|---|"]
     for key, b in break_even.items():
         noise = (f" ({sig3(b['reference_noise'])})" if b["reference_noise"] else "")
         lines.append(
@@ -149,7 +151,28 @@ def break_even_table(break_even: dict) -> str:
             f"{b['n_examples']} × {len(b['seeds'])} | {sig3(b['target_error'])} | "
             f"{sig3(b.get('remainder'))} | {b['learned_evals']:g} | "
             + " | ".join(break_even_cell(b, s) for s in samplers)
-            + f" | {b['best']} | {'yes' if b['resolved'] else 'no: reference noise > 1/3 of the error'} |")
+            + f" | {b['best']} | {describe_speed_up(b.get('speed_up'))} | "
+            f"{'yes' if b['resolved'] else 'no: reference noise > 1/3 of the error'} |")
+    return "\n".join(lines)
+
+
+def pair_break_even_table(break_even: dict) -> str:
+    """One line per model with exact Faith-Shap pairs: the head's pair error, the evaluations
+    each Faith-Shap approximator needs to match it, and the speed-up at equal error."""
+    rows = {k: b["pairs"] for k, b in break_even.items() if b.get("pairs")}
+    if not rows:
+        return ""
+    names = list(dict.fromkeys(s for p in rows.values() for s in p["samplers"]))
+    lines = ["| model | examples × seeds | head pairs rel. L2 vs exact Faith-Shap | head evals | "
+             + " | ".join(f"{s} evals to match" for s in names)
+             + " | best | speed-up at equal error | goal n²/4 |",
+             "|---|---:|---:|---:|" + "---:|" * len(names) + "---|---:|---:|"]
+    for key, p in rows.items():
+        n = break_even[key]["n_players"]
+        lines.append(f"| {key} | {p['n_examples']} × {len(p['seeds'])} | "
+                     f"{sig3(p['target_error'])} | {p['explainer_evals']:g} | "
+                     + " | ".join(break_even_cell(p, s) for s in names)
+                     + f" | {p['best']} | {describe_speed_up(p.get('speed_up'))} | {n * n // 4} |")
     return "\n".join(lines)
 
 

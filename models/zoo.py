@@ -30,6 +30,7 @@ from torch import nn
 import data
 from models import distributed
 from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
+from models.patch_vit import LearnedShapPatchViT
 from models.posthoc import PostHocShap, posthoc_loss
 from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
 from models.resnet_2d import ResNet2DConfig, create_resnet2d
@@ -287,6 +288,24 @@ PARITY_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 ]}
 
 
+# The pairwise class built directly (`python -m evaluation.patch_local`, make patch-local): a
+# patch-local LearnedSHAP ViT (models.patch_vit: each patch token through the blocks alone,
+# patches meeting only in the head's pair terms), exact by construction, trained like the
+# co-trained ViT of the same size and task (data, epochs, recipe) without the consistency loss.
+PATCH_LOCAL_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec(f"learned_patch_vit_{task}", "learned_patch_vit", co.dataset, co.config,
+              epochs=co.epochs, batch_size=co.batch_size, head={"consistency": 0.0},
+              plain=co.plain, data_options=co.data_options, quick=co.quick,
+              description=f"LearnedSHAP patch-local ViT (each patch on its own), {what}")
+    for task, co, what in [
+        ("patches", SPECS["learned_vit_patches"], "16 patches, patch-game images"),
+        ("patches64", SPECS["learned_vit_patches64"], "64 patches, 64x64 patch-game images"),
+        ("patches196", SCALE_SPECS["learned_vit_patches196"],
+         "196 patches, 112x112 patch-game images"),
+        ("parity", PARITY_SPECS["learned_vit_parity_w10"], "16 patches, parity of three objects")]
+]}
+
+
 # Models an experiment configuration adds (experiments.config.specs registers them by name).
 REGISTERED: dict[str, ModelSpec] = {}
 
@@ -294,7 +313,8 @@ REGISTERED: dict[str, ModelSpec] = {}
 def register(*specs: ModelSpec) -> None:
     """Make specs loadable by name (`load`, `resolve`), e.g. an experiment's models."""
     for spec in specs:
-        builtin = SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS
+        builtin = (SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS
+                   | PATCH_LOCAL_SPECS)
         if spec.name in builtin and builtin[spec.name] != spec:
             raise ValueError(f"{spec.name!r} is a default model's name; give the experiment "
                              "another name")
@@ -303,8 +323,9 @@ def register(*specs: ModelSpec) -> None:
 
 def all_specs() -> dict[str, ModelSpec]:
     """Every model the zoo knows: the defaults, the post-hoc explainers, the scale, video and
-    parity studies', and any registered by an experiment."""
-    return SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS | REGISTERED
+    parity studies', the patch-local ViTs, and any registered by an experiment."""
+    return (SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS | PATCH_LOCAL_SPECS
+            | REGISTERED)
 
 
 def quick_mode(quick: bool | None = None) -> bool:
@@ -352,6 +373,10 @@ def head_options(spec: ModelSpec) -> dict:
 
 def learned_vit(spec: ModelSpec) -> nn.Module:
     return LearnedShapViT(backbone(spec), **head_options(spec))
+
+
+def learned_patch_vit(spec: ModelSpec) -> nn.Module:
+    return LearnedShapPatchViT(backbone(spec), **head_options(spec))
 
 
 def learned_r3d(spec: ModelSpec) -> nn.Module:
@@ -426,6 +451,7 @@ KINDS: dict[str, Kind] = {
     "r3d": Kind(backbone, plain_loss),
     "resnet": Kind(backbone, plain_loss),
     "learned_vit": Kind(learned_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
+    "learned_patch_vit": Kind(learned_patch_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "learned_r3d": Kind(learned_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "learned_tubelet_r3d": Kind(learned_tubelet_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "posthoc_vit": Kind(posthoc_vit, posthoc_vit_loss, calibrate_posthoc),

@@ -134,7 +134,9 @@ def break_even_entry(**kw) -> dict:
 def test_break_even_table_writes_bounds_and_the_reference_noise():
     line = break_even_table({"vit": break_even_entry()}).splitlines()[2]
     assert "| ≤ 30 |" in line and "| > 2,046 |" in line and "4 × 2" in line
-    assert line.endswith("| permutation | yes |")
+    assert line.endswith("| permutation | – | yes |")                 # no speed-up recorded
+    fast = break_even_entry(speed_up={"value": 30.0, "relation": "≤"})
+    assert break_even_table({"vit": fast}).splitlines()[2].endswith("| permutation | ≤ 30 | yes |")
     noisy = break_even_entry(reference="antithetic permutation, 2 x 8,192",
                              reference_noise=0.02, resolved=False)
     line = break_even_table({"vit64": noisy}).splitlines()[2]
@@ -310,6 +312,11 @@ def test_quick_run_break_even_sanity_and_config(quick_run):
             s = b["samplers"][sampler]
             assert s["curve"] and s["curve"][0]["budget"] == 2 * b["n_players"], sampler
             assert s["relation"] in ("≤", "=", ">")
+        # one i.i.d. permutation runs at n + 1, below the antithetic pair's 2n
+        assert b["samplers"]["permutation_iid"]["curve"][0]["evals"] == b["n_players"] + 1
+        assert b["speed_up"]["value"] == b["samplers"][b["best"]]["evals"] / b["learned_evals"]
+        if b["n_players"] <= 16 and key.startswith("vit"):      # exact Faith-Shap pairs
+            assert b["pairs"]["best"] in b["pairs"]["samplers"] and b["pairs"]["n_examples"] > 0
     sanity = results["sanity"]
     assert sanity["layers"][0] == "head"
     for m in sanity["methods"].values():

@@ -4,6 +4,7 @@ Shapley values, and the break-even rule on constructed error curves."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -210,8 +211,21 @@ def curve(*errors, start=32):
 ])
 def test_break_even_rule_on_constructed_curves(errors, target, relation, evals, text):
     found = be.first_reached(curve(*errors), target)
-    assert found == {"evals": evals, "relation": relation}
+    assert {k: found[k] for k in ("evals", "relation")} == {"evals": evals, "relation": relation}
     assert be.describe(found) == text
+    if relation == "=":                   # the true break-even lies above the budget before
+        assert found["evals_before"] == evals // 2 - 1
+
+
+@pytest.mark.parametrize("errors, text", [
+    ((0.01, 0.005), "≤ 15"), ((0.2, 0.1, 0.04), "31–63"), ((0.2, 0.1, 0.06), "> 63")])
+def test_speed_up_at_equal_error_is_the_break_even_over_the_head_s_evaluations(errors, text):
+    out = be.break_even({"a": curve(*errors), "b": curve(*(e * 10 for e in errors))}, 0.05,
+                        explainer_evals=2)
+    assert out["best"] == "a" and be.describe_speed_up(out["speed_up"]) == text
+    assert "speed_up" not in be.break_even({"a": curve(*errors)}, 0.05)
+    with pytest.raises(ValueError, match="evaluations must be positive"):
+        be.speed_up(be.first_reached(curve(*errors), 0.05), 0)
 
 
 def test_break_even_names_the_best_sampler_and_whether_the_reference_resolves_it():
@@ -226,9 +240,11 @@ def test_break_even_names_the_best_sampler_and_whether_the_reference_resolves_it
         be.first_reached([], 0.1)
 
 
-def test_doubling_grid_starts_at_one_antithetic_pair():
-    assert be.doubling_grid(16, 2048) == [32, 64, 128, 256, 512, 1024, 2048]
-    assert be.doubling_grid(64, 100) == [128]
+def test_the_grid_starts_at_one_permutation_then_one_antithetic_pair():
+    assert be.doubling_grid(16, 2048) == [17, 32, 64, 128, 256, 512, 1024, 2048]
+    assert be.doubling_grid(64, 100) == [65, 128]
+    assert be.smallest_budget("permutation_iid", 16) == 17
+    assert be.smallest_budget("permutation", 16) == 32
 
 
 def test_sampler_curves_fall_with_budget_on_a_model_with_interactions():
@@ -242,6 +258,28 @@ def test_sampler_curves_fall_with_budget_on_a_model_with_interactions():
     for name, c in curves.items():
         assert c[-1]["rel_l2"] < c[0]["rel_l2"], name
         assert all(p["evals"] <= p["budget"] for p in c)
+    # at n + 1 = 10 evaluations only one i.i.d. permutation fits, not an antithetic pair
+    cheapest = be.sampler_curves(model, list(x), [0, 1], refs, [10], seeds=(0,), progress=False,
+                                 samplers=("permutation", "permutation_iid"))
+    assert cheapest["permutation"] == [] and cheapest["permutation_iid"][0]["evals"] == 10
+
+
+def test_faith_shap_approximators_reach_the_exact_pairs_at_the_full_budget():
+    """shapiq's order-2 Faith-Shap approximators on a 9-player model whose game has
+    interactions of every order: their pair error falls to ~0 at 2^9 evaluations, where the
+    references' exact Faith-Shap pairs are the truth."""
+    with seeded(0):
+        model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
+                                                    depth=1, heads=2)), rank=2).eval()
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(9))
+    refs = [reference(model, xi) for xi in x]
+    curves = be.pair_curves(model, list(x), [1], refs, [20, 512], seeds=(0,), progress=False)
+    assert set(curves) == {"shapiq_regression_fsii", "shapiq_shapiq_fsii", "shapiq_svarmiq_fsii"}
+    for name, (low, full) in curves.items():
+        assert full["rel_l2"] < 1e-4 < low["rel_l2"], name
+    no_pairs = [replace(refs[0], pairs_faith=None)]
+    with pytest.raises(ValueError, match="exact Faith-Shap pairs"):
+        be.pair_curves(model, list(x), [1], no_pairs, [20], progress=False)
 
 
 # --- labels -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from models.harsanyi import (
     HarsanyiHead,
@@ -129,6 +130,35 @@ def test_learned_vit_phi_is_exact_on_its_game_when_the_backbone_is_token_wise():
         out = model.explain(x)
         exact = exact_shapley(MaskingGame(model, x[0]), 16, interactions=False)
     torch.testing.assert_close(out.shapley[0].double(), exact.values, rtol=0, atol=1e-4)
+
+
+def test_the_patch_local_vit_is_exact_on_its_game_with_attention_in_its_blocks():
+    """Two transformer blocks, yet each patch token depends on its own patch only: dropping
+    patches removes exactly their terms, so the head's phi are the exact Shapley values and its
+    pairs the game's Harsanyi dividends; the attention ViT with the same weights is not exact."""
+    from models.patch_vit import LearnedShapPatchViT
+
+    with seeded(0):
+        local = LearnedShapPatchViT(create_vit(ViTConfig(image_size=24, dim=16, depth=2, heads=2)), rank=2).eval()
+    attention = LearnedShapViT(local.backbone, rank=2).eval()
+    attention.head.load_state_dict(local.head.state_dict())
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        tokens = local.encode(local.embed(x))
+        other = x.clone()
+        other[:, :, :8, :8] = torch.rand(2, 3, 8, 8)                  # change patch 0 only
+        changed = local.encode(local.embed(other))
+        torch.testing.assert_close(changed[:, local.backbone.n_prefix + 1:],
+                                   tokens[:, local.backbone.n_prefix + 1:])
+        out = local.explain(x[:1])
+        exact = exact_shapley(MaskingGame(local, x[0]), 9, interactions=False)
+        torch.testing.assert_close(out.shapley[0].double(), exact.values, rtol=0, atol=1e-4)
+        table = MaskingGame(local, x[0])(coalition_masks(9)).double()
+        torch.testing.assert_close(harsanyi_pairs(table), out.pair[0].double(), rtol=0, atol=1e-4)
+        mixed = exact_shapley(MaskingGame(attention, x[0]), 9, interactions=False).values
+        assert (attention.explain(x[:1]).shapley[0].double() - mixed).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="one token at a time"):
+        LearnedShapPatchViT(nn.Identity())
 
 
 def test_learned_vit_is_a_vit_for_the_masking_game():

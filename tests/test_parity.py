@@ -47,12 +47,16 @@ def test_quick_parity_run_writes_its_tables(tmp_path, quick_cache, monkeypatch):
     monkeypatch.setenv("LEARNEDSHAP_CACHE", str(quick_cache))
     results = parity.main(["--quick", "--out", str(tmp_path), "--no-progress"])
     saved = json.loads((tmp_path / "parity.json").read_text())
-    assert saved == results and [r["model"] for r in saved["models"]] == list(parity.zoo.PARITY_SPECS)
+    assert saved == results and [r["model"] for r in saved["models"]] == [
+        *parity.zoo.PARITY_SPECS, "learned_patch_vit_parity"]
     for r in saved["models"]:
         assert 0 <= r["accuracy"] <= 1 and r["examples"] == 2          # one image per class
         # 1 - R^2 of a fit made on all coalitions, measured on a sample: at least 0, and above 1
         # where an untrained model's game hardly varies
         assert 0 <= r["pairwise_remainder"]["mean"] < math.inf
         assert ("rel_l2" in r) == r["model"].startswith("learned")
+    # the patch-local model is pairwise by construction: exact, and no pairwise remainder
+    local = saved["models"][-1]
+    assert local["rel_l2"]["max"] < 1e-4 and local["pairwise_remainder"]["max"] < 1e-6
     md = (tmp_path / "parity.md").read_text()
     assert "`learned_vit_parity_w100`" in md and "pairwise remainder" in md

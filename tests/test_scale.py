@@ -144,8 +144,8 @@ def test_a_run_of_some_player_counts_keeps_the_others(tmp_path):
 
 
 def test_196_players_run_the_samplers_at_2n_8n_and_32n():
-    assert be.doubling_grid(196, 32 * 196, factor=4) == [392, 1568, 6272]
-    assert be.doubling_grid(64, 32 * 64) == [128, 256, 512, 1024, 2048]
+    assert be.doubling_grid(196, 32 * 196, factor=4) == [197, 392, 1568, 6272]
+    assert be.doubling_grid(64, 32 * 64) == [65, 128, 256, 512, 1024, 2048]
     assert scale.setting_for(196, quick=False).grid_factor == 4
     assert scale.setting_for(196, quick=True).grid_factor == 2     # quick: 2n and 4n
 
