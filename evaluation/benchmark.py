@@ -316,8 +316,10 @@ def break_even_model(model: nn.Module, ex: Examples, targets: Tensor, refs: list
         evals.append(att.cost.evals)
         remainders.append(remainder(model, ex.x[i], k, settings.remainder_coalitions, seed=i))
         if "pairs" in att.extras and refs[i].pairs_faith is not None:
-            pairs.append(rel_l2(att.extras["pairs"][0][iu[0], iu[1]],
-                                refs[i].pairs_faith[iu[0], iu[1], k]))
+            exact = refs[i].pairs_faith[iu[0], iu[1], k]
+            # an image whose exact pairs are all zero has no relative pair error: left out
+            pairs.append(rel_l2(att.extras["pairs"][0][iu[0], iu[1]], exact)
+                         if exact.norm() > 0 else None)
     noise = max(r.noise(int(t)) for r, t in zip(refs, targets, strict=True))
     curves = be.sampler_curves(model, list(ex.x), targets.tolist(), refs,
                                be.doubling_grid(n, settings.break_even_largest[key]),
@@ -339,9 +341,12 @@ def pair_break_even(model: nn.Module, ex: Examples, targets: Tensor, refs: list[
                     head_errors: list[float], head_evals: float, settings: Settings,
                     progress: bool = True) -> dict:
     """The head's pair terms against exact order-2 Faith-Shap, and the evaluations shapiq's
-    Faith-Shap approximators need to match them, on `pair_per_class` examples of each class."""
+    Faith-Shap approximators need to match them, on the first `pair_per_class` examples of each
+    class whose exact pairs are not all zero (`head_errors[i]` None)."""
     y = ex.y.numpy()
-    picked = sorted(i for c in np.unique(y) for i in np.flatnonzero(y == c)[:settings.pair_per_class])
+    usable = np.array([e is not None for e in head_errors])
+    picked = sorted(i for c in np.unique(y)
+                    for i in np.flatnonzero((y == c) & usable)[:settings.pair_per_class])
     errors = [head_errors[i] for i in picked]
     curves = be.pair_curves(model, [ex.x[i] for i in picked], [int(targets[i]) for i in picked],
                             [refs[i] for i in picked],

@@ -88,11 +88,20 @@ def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():
     entry = {"rel_l2": {"mean": 0.1}, "reference_noise": {"max": 0.0}}
     out = scale.versus_samplers(entry, curves, n=16)
     assert out["best"] == "fast" and out["evals"] == 64 and out["text"] == "64"
-    assert out["goal_met"] and out["best_seconds"] == 0.2
+    assert out["beyond_one_pair"] and out["best_seconds"] == 0.2
     assert out["per_sampler"] == {"slow": "128", "fast": "64"}
+    # one pass per explanation: the sampler needs 33 to 64 evaluations, a speed-up in that range
+    assert scale._speed_up({**entry, "break_even": out, "evals_per_explanation": 1}) == \
+        "speed-up 32–64"
+    assert scale._speed_up({**entry, "break_even": out}) == "speed-up not recorded"
     # an explainer worse than every sampler's first budget: the best sampler needs <= 2n
     worse = scale.versus_samplers({**entry, "rel_l2": {"mean": 0.45}}, curves, n=16)
-    assert worse["best"] == "fast" and worse["text"] == "≤ 32" and not worse["goal_met"]
+    assert worse["best"] == "fast" and worse["text"] == "≤ 32" and not worse["beyond_one_pair"]
+    # reached at 2n, but after a budget below it (the grid starts at n + 1): still not beyond
+    start = {"grid": [17, 32], "skipped": {}, "curves": {"iid": [
+        {"budget": b, "evals": b, "rel_l2": e, "seconds": 0.1} for b, e in [(17, 0.5), (32, 0.05)]]}}
+    at_pair = scale.versus_samplers(entry, start, n=16)
+    assert at_pair["relation"] == "=" and not at_pair["beyond_one_pair"]
 
 
 @pytest.mark.slow
@@ -107,7 +116,7 @@ def test_scale_quick_run_writes_consistent_tables(tmp_path):
                      ("co_trained", 196), ("co_trained", 196), ("frozen", 196)]
     for g in results["games"]:
         n = g["n_players"]
-        assert g["grid"] == [2 * n, 4 * n]
+        assert g["grid"] == [n + 1, 2 * n, 4 * n]
         # the quadratic regression is skipped at 196 players, with the reason in the table
         assert ("shapiq_kadd" in g["skipped"]) == (n == 196)
         for e in g["explainers"]:
@@ -118,7 +127,7 @@ def test_scale_quick_run_writes_consistent_tables(tmp_path):
                 assert best[0]["rel_l2"] <= target
             elif b["relation"] == ">":    # no sampler reached it: none of them did anywhere
                 assert all(p["rel_l2"] > target for c in g["curves"].values() for p in c)
-            assert b["goal_met"] == (b["relation"] != "≤")
+            assert b["beyond_one_pair"] == (b["relation"] == ">" or b["evals"] > 2 * n)
             assert e["goal_met"] == (target <= e["goal"] and (e["kind"] == "frozen" or (
                 e["accuracy"] >= e["plain_accuracy"] - e["accuracy_tolerance"])))
             if e["kind"] == "co_trained":     # the goals' accuracy rule: 1 point at 196 players
@@ -147,7 +156,7 @@ def test_196_players_run_the_samplers_at_2n_8n_and_32n():
     assert be.doubling_grid(196, 32 * 196, factor=4) == [197, 392, 1568, 6272]
     assert be.doubling_grid(64, 32 * 64) == [65, 128, 256, 512, 1024, 2048]
     assert scale.setting_for(196, quick=False).grid_factor == 4
-    assert scale.setting_for(196, quick=True).grid_factor == 2     # quick: 2n and 4n
+    assert scale.setting_for(196, quick=True).grid_factor == 2     # quick: n + 1, 2n and 4n
 
 
 def test_sampler_table_puts_each_budget_under_its_own_column():

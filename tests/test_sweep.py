@@ -45,6 +45,28 @@ def test_every_seed_goes_to_the_front_near_the_plain_accuracy_most_faithful_firs
     assert [s.name for s in rest] == ["w100"]
 
 
+def test_the_ablation_without_the_recipe_is_measured_but_never_chosen():
+    plain = [row(None, s, 0.975) for s in range(3)]
+    noclip = [{**row(sweep.NO_CLIP.name, s, 0.99, 0.0001), "config": {"clip": None}}
+              for s in range(3)]
+    recipe = [{**row("w100", s, 0.975, 0.001), "config": {"clip": 1.0}} for s in range(3)]
+    assert sweep.select(plain + noclip + recipe, "vit_patches")["chosen"] == "w100"
+    assert sweep.select(plain + noclip, "vit_patches")["chosen"] is None
+    # three rows of one seed are not three seeds
+    same_seed = [{**r, "seed": 0} for r in recipe]
+    assert sweep.select(plain + same_seed, "vit_patches")["candidates"] == []
+
+
+def test_a_front_longer_than_the_limit_keeps_its_cut_members_first_in_the_fallback():
+    names = ["w10", "w100", "w1000", "w10-kernel_paired", "w100-kernel_paired"]
+    rows = [row(None, 0, 0.975)] + [row(n, 0, 0.97 + 0.001 * i, 0.001 * (i + 1))
+                                    for i, n in enumerate(names)]        # all on the front
+    rows.append(row("w100-unary", 0, 0.965, 0.0015))                    # dominated
+    front, rest = sweep.near_front(rows, "vit_patches", quick=False)
+    assert [s.name for s in front] == names[:sweep.FRONT_LIMIT]
+    assert [s.name for s in rest] == [names[-1], "w100-unary"]
+
+
 def test_setting_names_say_how_the_head_was_trained():
     assert sweep.Setting(100, sampler="kernel_paired").name == "w100-kernel_paired"
     assert sweep.Setting(10, warmup=False, pairwise=False).name == "w10-nowarmup-unary"
