@@ -42,7 +42,7 @@ CONFIG ?= configs/default.toml
 experiment: $(VENV)/.installed   ## one experiment from its config (CONFIG=..., ARGS="--data-root ..."); torchrun: see README
 	$(PY) -m experiments.run --config $(CONFIG) $(ARGS)
 
-sweep: build                     ## the accuracy-faithfulness trade-off (about 80 min): shap_overlays/sweep*
+sweep: build                     ## the accuracy-faithfulness trade-off on the co-trained recipe (about 70 min): shap_overlays/sweep*
 	$(PY) -m evaluation.sweep --threads 2
 
 posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*

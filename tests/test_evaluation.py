@@ -228,6 +228,25 @@ def test_speed_up_at_equal_error_is_the_break_even_over_the_head_s_evaluations(e
         be.speed_up(be.first_reached(curve(*errors), 0.05), 0)
 
 
+def test_a_cheaper_sampler_that_missed_bounds_the_speed_up_from_below():
+    """An antithetic pair that matches at its first budget (2n = 32) gives "≤ 32" alone; an
+    i.i.d. permutation that ran at 17 and missed puts the break-even between 17 and 32."""
+    pair = curve(0.001, 0.0005)                                         # evals 30, 62
+    iid = [{"budget": 17, "evals": 17, "rel_l2": 0.1}, {"budget": 32, "evals": 32, "rel_l2": 0.05}]
+    alone = be.break_even({"permutation": pair}, 0.01, explainer_evals=1)
+    assert be.describe_speed_up(alone["speed_up"]) == "≤ 30"
+    both = be.break_even({"permutation": pair, "permutation_iid": iid}, 0.01, explainer_evals=1)
+    assert both["best"] == "permutation" and be.describe_speed_up(both["speed_up"]) == "17–30"
+    # the samplers' own break-evens are unchanged: only the speed-up uses every sampler
+    assert be.describe(both["samplers"]["permutation"]) == "≤ 30"
+    # a sampler that missed at the same grid budget (KernelSHAP spending 31 of 32) says nothing
+    # about fewer evaluations: the bound comes from the budget below
+    kernel = [{"budget": 32, "evals": 31, "rel_l2": 0.02}]
+    three = be.break_even({"permutation": pair, "permutation_iid": iid, "kernel": kernel}, 0.01,
+                          explainer_evals=1)
+    assert be.describe_speed_up(three["speed_up"]) == "17–30"
+
+
 def test_break_even_names_the_best_sampler_and_whether_the_reference_resolves_it():
     curves = {"permutation": curve(0.2, 0.04), "kernel": curve(0.03), "slow": curve(0.2, 0.1)}
     out = be.break_even(curves, 0.05, reference_noise=0.01)
