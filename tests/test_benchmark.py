@@ -198,7 +198,7 @@ def test_quick_run_writes_every_file_and_the_markdown_comes_from_the_json(quick_
     md = (out / "results.md").read_text()
     assert md == render(results)                        # rebuildable from results.json alone
     assert "| method | explains | Pearson vs exact ↑ |" in md and "| learned_shap |" in md
-    assert "## Break-even" in md and "Quick mode" in md and "Configuration:" in md
+    assert "## Speed-up at equal error" in md and "Quick mode" in md and "Configuration:" in md
     assert "by true class" in md
 
 

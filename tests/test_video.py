@@ -102,7 +102,7 @@ def test_video_quick_run_writes_consistent_tables(tmp_path):
     assert (tmp_path / "video_error_vs_evals.png").stat().st_size > 10_000
     for g in results["games"]:
         e = g["explainers"][0]
-        assert g["grid"][0] == 2 * g["n_players"]
+        assert g["grid"][:2] == [g["n_players"] + 1, 2 * g["n_players"]]   # one permutation, one pair
         if g["kind"] == "frozen":      # post-hoc: efficient for the frozen blur game
             assert g["model"] == "r3d_video" and e["efficiency_gap"]["max"] < 1e-4
             assert e["evals_per_explanation"] == 3          # explainer, v(N), v(empty)
