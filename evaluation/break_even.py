@@ -167,24 +167,35 @@ def sampler_curves(model, xs: Sequence[torch.Tensor], targets: Sequence[int],
             continue
         curve = []
         for budget in [b for b in budgets if b >= smallest_budget(name, n)]:
-            errs, evals = [], []
-            start = time.perf_counter()
-            try:
-                for game, k, ref in tqdm(list(zip(games, targets, references, strict=True)),
-                                         leave=False, desc=f"{name} @ {budget}",
-                                         disable=not progress):
-                    for seed in seeds[:1] if name in SLOW else seeds:
-                        values, n_evals = estimate(name, game, n, budget, seed, int(k))
-                        errs.append(rel_l2(values, ref.values[:, k]))
-                        evals.append(n_evals)
-            except Exception as e:       # a library sampler that cannot run at this budget
-                curve.append({"budget": budget, "failed": f"{type(e).__name__}: {e}"})
-                continue
-            curve.append({"budget": budget, "evals": float(np.mean(evals)),
-                          "rel_l2": float(np.mean(errs)), "rel_l2_std": float(np.std(errs)),
-                          "seconds": (time.perf_counter() - start) / len(errs)})
+            def trial(game, k, ref, seed, budget=budget, name=name):
+                values, n_evals = estimate(name, game, n, budget, seed, int(k))
+                return rel_l2(values, ref.values[:, k]), n_evals
+
+            curve.append(curve_point(budget, trial, list(zip(games, targets, references,
+                                                             strict=True)),
+                                     seeds[:1] if name in SLOW else seeds,
+                                     f"{name} @ {budget}", progress))
         curves[name] = curve
     return curves
+
+
+def curve_point(budget: int, trial, cases: list, seeds: Sequence[int], desc: str,
+                progress: bool) -> dict:
+    """One point of an error curve: `trial(game, k, ref, seed) -> (error, evaluations)` over
+    every case (game, target, reference) and seed, averaged; a method that cannot run at this
+    budget gives a "failed" point instead."""
+    errs, evals = [], []
+    start = time.perf_counter()
+    try:
+        for game, k, ref in tqdm(cases, leave=False, desc=desc, disable=not progress):
+            for seed in seeds:
+                err, n_evals = trial(game, k, ref, seed)
+                errs.append(err)
+                evals.append(n_evals)
+    except Exception as e:       # a library method that cannot run at this budget
+        return {"budget": budget, "failed": f"{type(e).__name__}: {e}"}
+    return {"budget": budget, "evals": float(np.mean(evals)), "rel_l2": float(np.mean(errs)),
+            "rel_l2_std": float(np.std(errs)), "seconds": (time.perf_counter() - start) / len(errs)}
 
 
 def completed(curve: Sequence[dict]) -> list[dict]:
@@ -257,22 +268,13 @@ def pair_curves(model, xs: Sequence[torch.Tensor], targets: Sequence[int],
         run = shapiq_interactions(name)
         curve = []
         for budget in budgets:
-            errs, evals = [], []
-            start = time.perf_counter()
-            try:
-                for game, k, ref in tqdm(list(zip(games, targets, references, strict=True)),
-                                         leave=False, desc=f"{name} @ {budget}",
-                                         disable=not progress):
-                    exact = ref.pairs_faith[iu[0], iu[1], k]
-                    for seed in seeds:
-                        res = run(game, n, budget, seed=seed, output=int(k))
-                        errs.append(rel_l2(res.pairs[iu[0], iu[1]], exact))
-                        evals.append(res.n_evals)
-            except Exception as e:       # an approximator that cannot run at this budget
-                curve.append({"budget": budget, "failed": f"{type(e).__name__}: {e}"})
-                continue
-            curve.append({"budget": budget, "evals": float(np.mean(evals)),
-                          "rel_l2": float(np.mean(errs)), "rel_l2_std": float(np.std(errs)),
-                          "seconds": (time.perf_counter() - start) / len(errs)})
+            def trial(game, k, ref, seed, budget=budget, run=run):
+                res = run(game, n, budget, seed=seed, output=int(k))
+                exact = ref.pairs_faith[iu[0], iu[1], k]
+                return rel_l2(res.pairs[iu[0], iu[1]], exact), res.n_evals
+
+            curve.append(curve_point(budget, trial, list(zip(games, targets, references,
+                                                             strict=True)),
+                                     seeds, f"{name} @ {budget}", progress))
         curves[name] = curve
     return curves
