@@ -6,8 +6,13 @@ the backbone does in between. The patch game's classes each depend on at most tw
 that class costs nothing there. Here the class is the parity of three key objects
 (`data.patch_game`, dataset `patch_parity`): its Harsanyi decomposition has a term of order
 three (x1 + x2 + x3 - 2 (x1x2 + x1x3 + x2x3) + 4 x1x2x3), so a pairwise additive model cannot
-follow it on every presence pattern. For the plain ViT and co-trained LearnedSHAP ViTs without
-the consistency loss and at weights 10 and 100 (`zoo.PARITY_SPECS`), and the patch-local
+follow it on every presence pattern. Worse, with the 8 patterns equally likely every feature of
+one or two objects is uncorrelated with the label, so under cross-entropy the best pairwise
+additive model is a constant (chance accuracy; `tests/test_parity.py` checks it on the data's
+law). Every model starts from the trained patch-game ViT (`init_from`, a curriculum: from
+scratch the plain ViT found no signal and stayed at chance). For the plain ViT and co-trained
+LearnedSHAP ViTs without the consistency loss and at weights 10 and 100 (`zoo.PARITY_SPECS`),
+and the patch-local
 LearnedSHAP ViT (`models.patch_vit`, the pairwise class by construction), on the same stratified
 test images, this measures
 

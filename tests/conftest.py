@@ -61,3 +61,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def away_from_init(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Draw every Harsanyi head's terms in `module` at random (seeded), in place.
+
+    A fresh head starts with every term at zero (its logits are its bias), so a test of what the
+    terms do (exactness, efficiency, pairs split in half) on an untrained model would pass on
+    zeros; this puts every term to work."""
+    from models.harsanyi import HarsanyiHead
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for head in (m for m in module.modules() if isinstance(m, HarsanyiHead)):
+            for name in ("unary_proj.weight", "unary_weight", "bias", "pair_sign", "pair_weight"):
+                param = head.get_parameter(name) if hasattr(head, name.split(".")[0]) else None
+                if param is not None:
+                    param.copy_(torch.randn(param.shape, generator=gen))
+    return module

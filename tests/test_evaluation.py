@@ -19,6 +19,7 @@ from models.harsanyi import LearnedShapViT
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
 from shapley.exact import exact_shapley
+from tests.conftest import away_from_init
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +53,7 @@ def token_wise_model(pairwise: bool) -> LearnedShapViT:
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
                                                     depth=0)), rank=2, pairwise=pairwise)
-        with torch.no_grad():
-            if pairwise:
-                model.head.pair_weight.normal_()
-                model.head.pair_sign.normal_()
-            model.head.bias.normal_()
+        away_from_init(model)
     return model.eval()
 
 
@@ -160,6 +157,7 @@ def test_sampled_reference_reports_its_own_noise(monkeypatch):
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
                                                     depth=1, heads=2)), rank=2).eval()
+        away_from_init(model)
     monkeypatch.setattr(references, "EXACT_LIMIT", 4)          # 9 players: sampled
     x = torch.rand(3, 12, 12, generator=torch.Generator().manual_seed(8))
     exact = exact_shapley(game_for(model, x), 9).values
@@ -270,6 +268,7 @@ def test_sampler_curves_fall_with_budget_on_a_model_with_interactions():
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
                                                     depth=1, heads=2)), rank=2).eval()
+        away_from_init(model)
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(9))
     refs = [reference(model, xi) for xi in x]
     curves = be.sampler_curves(model, list(x), [0, 1], refs, [18, 72, 288], seeds=(0, 1),
@@ -290,6 +289,7 @@ def test_faith_shap_approximators_reach_the_exact_pairs_at_the_full_budget():
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
                                                     depth=1, heads=2)), rank=2).eval()
+        away_from_init(model)
     x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(9))
     refs = [reference(model, xi) for xi in x]
     curves = be.pair_curves(model, list(x), [1], refs, [20, 512], seeds=(0,), progress=False)

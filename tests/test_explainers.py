@@ -18,6 +18,7 @@ from models.train import seeded
 from models.vit import ViTConfig, create_vit
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame, patch_feature_mask, tubelet_feature_mask
+from tests.conftest import away_from_init
 
 TUBELETS = (2, 2, 2)                       # 8 players on a 4x16x16 clip
 FAST = {                                   # small budgets: every test stays at seconds
@@ -332,8 +333,8 @@ def test_cost_counts_passes_that_bypass_forward(vit, images, monkeypatch):
     att = explain("exact", vit, images, 0)
     assert att.cost.forwards == 2 * 2**4                       # 2^N coalitions per input
     with seeded(0):
-        model = LearnedShapViT(create_vit(ViTConfig(image_size=16, patch_size=8, dim=16,
-                                                    depth=1, heads=2)), rank=2).eval()
+        model = away_from_init(LearnedShapViT(create_vit(ViTConfig(
+            image_size=16, patch_size=8, dim=16, depth=1, heads=2)), rank=2).eval())
     assert explain("learned_shap", model, images, 0).cost.evals == 2     # one row per image
     once = LearnedShapViT.shapley_values
 
@@ -450,8 +451,8 @@ def test_no_side_effects(method, vit, r3d, images, clips):
 @pytest.fixture(scope="module")
 def learned_vit() -> nn.Module:
     with seeded(0):
-        return LearnedShapViT(create_vit(ViTConfig(image_size=16, patch_size=8, dim=16, depth=2,
-                                                   heads=2)), rank=2).eval()
+        return away_from_init(LearnedShapViT(create_vit(ViTConfig(
+            image_size=16, patch_size=8, dim=16, depth=2, heads=2)), rank=2).eval())
 
 
 def test_learned_shap_values_are_the_heads_decomposition(learned_vit, images):
@@ -473,6 +474,7 @@ def test_learned_shap_on_video_is_efficient_for_the_blur_game(clips):
         model = LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8), blocks=(1, 1),
                                                          strides=((1, 2, 2), (2, 2, 2)))),
                                tubelets=TUBELETS, rank=2).eval()
+        away_from_init(model)
     att = explain("learned_shap", model, clips, 2)
     assert att.cost.evals == 2 * len(clips)                    # the clip and its blur
     with torch.no_grad():

@@ -18,17 +18,14 @@ from models.train import seeded
 from models.vit import ViTConfig, create_vit
 from shapley.exact import coalition_masks, exact_shapley, harsanyi_pairs
 from shapley.game import MaskingGame
+from tests.conftest import away_from_init
 
 
 @pytest.fixture
 def head():
     with seeded(0):
         h = HarsanyiHead(HeadConfig(n_players=6, dim=8, n_classes=3, rank=2))
-        with torch.no_grad():                    # away from the init so every term matters
-            h.pair_weight.normal_()
-            h.unary_weight.normal_()
-            h.pair_sign.normal_()
-            h.bias.normal_()
+        away_from_init(h)                        # every term matters
     return h
 
 
@@ -78,9 +75,32 @@ def test_every_weight_is_a_parameter_that_receives_gradients_and_trains(head):
         assert not torch.equal(p, before[n]), f"{n} did not change in training"
 
 
+def test_a_fresh_head_starts_at_its_bias_and_every_weight_leaves_zero_in_two_steps():
+    """Zero-initialised terms: the logits start at the bias whatever the tokens (no random
+    offsets that the model must first unlearn), and two SGD steps move every parameter (the
+    detectors Q get their first gradient once the pair signs have left zero)."""
+    with seeded(0):
+        h = HarsanyiHead(HeadConfig(n_players=6, dim=8, n_classes=3, rank=2))
+    gen = torch.Generator().manual_seed(4)
+    out = h(torch.randn(5, 6, 8, generator=gen))
+    assert out.unary.abs().max() == 0 and out.pair.abs().max() == 0
+    torch.testing.assert_close(out.logits, h.bias.expand(5, -1))
+    before = {n: p.detach().clone() for n, p in h.named_parameters()}
+    opt = torch.optim.SGD(h.parameters(), lr=0.5)
+    for _ in range(2):
+        tokens = torch.randn(16, 6, 8, generator=gen)
+        loss = F.cross_entropy(h(tokens).logits, torch.randint(0, 3, (16,), generator=gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert all(not torch.equal(p, before[n]) for n, p in h.named_parameters())
+    assert h(tokens).pair.abs().max() > 0
+
+
 def test_ablation_without_pairs_is_additive():
     with seeded(0):
-        h = HarsanyiHead(HeadConfig(n_players=5, dim=4, n_classes=2, pairwise=False))
+        h = away_from_init(HarsanyiHead(HeadConfig(n_players=5, dim=4, n_classes=2,
+                                                   pairwise=False)))
     out = h(torch.randn(3, 5, 4))
     assert out.pair is None and not hasattr(h, "pair_weight")
     torch.testing.assert_close(out.shapley, out.unary)
@@ -99,7 +119,7 @@ class Additive(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.head = HarsanyiHead(HeadConfig(4, 1, 2, pairwise=False))
+        self.head = away_from_init(HarsanyiHead(HeadConfig(4, 1, 2, pairwise=False)))
 
     def explain(self, x):                              # x: (B, 4) one scalar token per player
         return self.head(x[..., None])
@@ -117,7 +137,8 @@ def test_consistency_loss_is_zero_for_an_exactly_additive_model():
 
 def tiny_learned_vit(**kw):
     with seeded(0):
-        return LearnedShapViT(create_vit(ViTConfig(dim=16, depth=1, heads=2)), rank=2, **kw)
+        return away_from_init(LearnedShapViT(create_vit(ViTConfig(dim=16, depth=1, heads=2)),
+                                             rank=2, **kw))
 
 
 def test_learned_vit_phi_is_exact_on_its_game_when_the_backbone_is_token_wise():
@@ -125,6 +146,7 @@ def test_learned_vit_phi_is_exact_on_its_game_when_the_backbone_is_token_wise():
     # dropping patches removes exactly their terms: phi must equal the masking game's values.
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(dim=16, depth=0, heads=2)), rank=2).eval()
+        away_from_init(model)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         out = model.explain(x)
@@ -140,6 +162,7 @@ def test_the_patch_local_vit_is_exact_on_its_game_with_attention_in_its_blocks()
 
     with seeded(0):
         local = LearnedShapPatchViT(create_vit(ViTConfig(image_size=24, dim=16, depth=2, heads=2)), rank=2).eval()
+        away_from_init(local)
     attention = LearnedShapViT(local.backbone, rank=2).eval()
     attention.head.load_state_dict(local.head.state_dict())
     x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
@@ -189,7 +212,8 @@ def test_learned_shap_loss_trains_backbone_and_head_and_consistency_switch():
 
 def test_learned_r3d_masks_tubelets_with_its_baseline():
     with seeded(0):
-        model = LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8, 8))), rank=2).eval()
+        model = away_from_init(LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8, 8))),
+                                              rank=2).eval())
     x = torch.rand(2, 3, 8, 32, 32)
     out = model.explain(x)
     assert out.shapley.shape == (2, 8, 4)
@@ -254,6 +278,7 @@ def test_every_vit_head_is_efficient_for_its_game(pairwise, image_size, patch):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=image_size, patch_size=patch,
                                                     dim=16, depth=1, heads=2)),
                                rank=2, pairwise=pairwise).eval()
+        away_from_init(model)
         with torch.no_grad():
             model.head.bias.normal_()
     x = torch.rand(3, 3, image_size, image_size, generator=torch.Generator().manual_seed(8))

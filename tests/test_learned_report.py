@@ -13,6 +13,7 @@ from evaluation.metrics import auroc
 from models.harsanyi import LearnedShapViT
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
+from tests.conftest import away_from_init
 
 
 @pytest.fixture(autouse=True)
@@ -27,9 +28,7 @@ def local_model():
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=16, patch_size=8, depth=0)),
                                rank=2)
-        with torch.no_grad():
-            model.head.pair_weight.normal_()
-            model.head.pair_sign.normal_()
+        away_from_init(model)
     return model.eval()
 
 

@@ -42,6 +42,38 @@ def test_a_pairwise_game_leaves_no_remainder_and_parity_does():
     assert math.isclose(float(full[0, 0]), float(odd[-1, 0]), abs_tol=1e-9)
 
 
+def test_the_best_pairwise_model_of_the_parity_task_under_cross_entropy_is_a_constant():
+    """The data's law (each of the 8 key patterns equally likely, 3 to 5 objects in all, the
+    rest distractors): every feature a pairwise additive model over objects can read (each key,
+    the distractor count d, their pairs, d choose 2) is uncorrelated with the label, so the
+    cross-entropy optimum over that linear class is the constant (loss log 2, chance accuracy);
+    with the triple product x1 x2 x3 the same fit is exact."""
+    rows = [(x, total) for x in range(8) for total in (3, 4, 5)]          # equally likely
+    bits = torch.tensor([[m >> i & 1 for i in range(3)] for m, _ in rows], dtype=torch.float64)
+    d = torch.tensor([t for _, t in rows], dtype=torch.float64) - bits.sum(1)  # distractors
+    y = bits.sum(1) % 2
+    pairwise = torch.stack([torch.ones_like(d), *bits.T, d, bits[:, 0] * bits[:, 1],
+                            bits[:, 0] * bits[:, 2], bits[:, 1] * bits[:, 2], *(bits.T * d),
+                            d * (d - 1) / 2], 1)                           # (24, 11)
+
+    def fit(features: torch.Tensor) -> float:
+        theta = torch.zeros(features.shape[1], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([theta], max_iter=500, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(features @ theta, y)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return float(closure().detach())
+
+    assert math.isclose(fit(pairwise), math.log(2), rel_tol=1e-9)
+    triple = torch.cat([pairwise, bits.prod(1, keepdim=True)], 1)
+    assert fit(triple) < 0.05
+
+
 @pytest.mark.slow
 def test_quick_parity_run_writes_its_tables(tmp_path, quick_cache, monkeypatch):
     monkeypatch.setenv("LEARNEDSHAP_CACHE", str(quick_cache))

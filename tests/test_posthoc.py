@@ -16,6 +16,7 @@ from models.vit import ViTConfig, create_vit
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame
 from shapley.sampling import kernel_coalitions
+from tests.conftest import away_from_init
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +64,7 @@ def test_the_loss_vanishes_when_the_decomposition_is_the_frozen_game(images):
     with seeded(0):
         model = LearnedShapViT(create_vit(ViTConfig(image_size=12, patch_size=4, dim=16,
                                                     depth=0)), rank=2)
-        with torch.no_grad():
-            model.head.pair_weight.normal_()
-            model.head.pair_sign.normal_()
-            model.head.bias.normal_()
+        away_from_init(model)
     model.eval()
     net = PostHocShap(model.backbone, rank=2)
     net.head.load_state_dict(model.head.state_dict())

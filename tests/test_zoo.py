@@ -98,3 +98,27 @@ def test_training_twice_with_the_same_seed_gives_identical_weights(name, monkeyp
         assert not list((tmp_path / run / "models").glob("*.state.pt"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_curriculum_starts_from_the_trained_vit_and_keys_on_it(monkeypatch, tmp_path):
+    """`init_from`: every weight of the source ViT but its classifier is copied before training,
+    into a plain ViT or a LearnedSHAP ViT's backbone; the source's fingerprint is in the key; a
+    source that does not fit is named with the fix."""
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path))
+    source = zoo.load("vit_patches", quick=True, progress=False).model.state_dict()
+    for name in ("vit_parity", "learned_vit_parity_w10"):
+        spec = zoo.resolve(name, quick=True)
+        model = zoo.build_model(spec)
+        zoo.start_from(model, spec)
+        copied = (model if isinstance(model, zoo.ViT) else model.backbone).state_dict()
+        assert all(torch.equal(copied[k], v) for k, v in source.items()
+                   if not k.startswith("backbone.head."))
+        assert copied["backbone.head.weight"].shape[0] == 2          # its own classifier
+    spec = zoo.PARITY_SPECS["vit_parity"]
+    assert zoo.fingerprint(spec) != zoo.fingerprint(replace(spec, init_from="vit_digits"))
+    wide = replace(zoo.resolve("vit_parity", quick=True), config={"n_classes": 2, "dim": 36})
+    with pytest.raises(ValueError, match="do not fit its ViT"):
+        zoo.start_from(zoo.build_model(wide), wide)
+    video = replace(zoo.resolve("learned_r3d_video", quick=True), init_from="vit_patches")
+    with pytest.raises(ValueError, match="needs a ViT"):
+        zoo.start_from(zoo.build_model(video), video)
