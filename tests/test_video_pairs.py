@@ -66,9 +66,11 @@ def test_video_pairs_quick_run(tmp_path):
     assert names == [video_pairs.PLAIN, *video_pairs.LEARNED]
     by_name = {m["model"]: m for m in results["models"]}
     assert "LearnedSHAP" not in by_name[video_pairs.PLAIN]["sources"]
-    # the tubelet-local head is pairwise by construction: its pairs are the exact dividends
+    # the tubelet-local head is pairwise by construction: its pairs are the exact dividends, up
+    # to float32 rounding, which is a larger share of the small pairs of a one-epoch model whose
+    # terms started at zero (the whole-clip head's are 0.2 to 1 from them)
     tubelets = by_name["learned_r3d_tubelets_flicker"]["sources"]["LearnedSHAP"]
-    assert tubelets["rel_l2_harsanyi"]["max"] < 1e-4
+    assert tubelets["rel_l2_harsanyi"]["max"] < 1e-3
     for m in results["models"]:
         assert m["clips"] == 4 * m["per_class"]
         for s in m["sources"].values():
