@@ -74,8 +74,7 @@ def away_from_init(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for head in (m for m in module.modules() if isinstance(m, HarsanyiHead)):
-            for name in ("unary_proj.weight", "unary_weight", "bias", "pair_sign", "pair_weight"):
-                param = head.get_parameter(name) if hasattr(head, name.split(".")[0]) else None
-                if param is not None:
+            for name, param in head.named_parameters():
+                if not name.startswith(("norm.", "pair_proj.")):    # those keep their init
                     param.copy_(torch.randn(param.shape, generator=gen))
     return module
