@@ -74,7 +74,8 @@ def away_from_init(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for head in (m for m in module.modules() if isinstance(m, HarsanyiHead)):
-            for name, param in head.named_parameters():
-                if not name.startswith(("norm.", "pair_proj.")):    # those keep their init
-                    param.copy_(torch.randn(param.shape, generator=gen))
+            params = dict(head.named_parameters())    # the norm and the detectors keep their init
+            for name in ("unary_proj.weight", "unary_weight", "bias", "pair_sign", "pair_weight"):
+                if name in params:                    # no pair terms in the unary-only ablation
+                    params[name].copy_(torch.randn(params[name].shape, generator=gen))
     return module
