@@ -1,12 +1,12 @@
 """The benchmark: every explainer on the same LearnedSHAP models and games, in one results table.
 
 Every method explains the *LearnedSHAP* models of the zoo, so LearnedSHAP is compared with the
-others on identical models and identical masking games (token dropping for the ViTs, blurred
-(2, 2, 2) tubelets for the 3D-ResNet: `references.game_for`). Each test example's predicted class
-is explained, one input per call, on the same number of examples from every class. For each
-model and run (`plan`; samplers once per budget) `scoring.score` gives agreement with the exact
-values, ground truth, faithfulness and cost; then the break-even budgets (`break_even`) against
-the same references, Adebayo et al.'s cascading randomisation on the 16-patch ViT, and the
+others on identical models and identical masking games (token dropping for the ViTs, tubelet
+tokens dropped for the tubelet-local 3D-ResNet: `references.game_for`). Each test example's
+predicted class is explained, one input per call, on the same number of examples from every
+class. For each model and run (`plan`; samplers once per budget) `scoring.score` gives agreement
+with the exact values, ground truth, faithfulness and cost; then the break-even budgets
+(`break_even`) against the same references, Adebayo et al.'s cascading randomisation on the 16-patch ViT, and the
 timings. Writes `results.json`, `results_timing.json`, `results.md` (`evaluation.markdown`) and
 four figures into `--out`. Every wall-clock quantity (seconds, ratios of seconds, the date, the
 host) goes to `results_timing.json`, so that a rerun on the same machine writes a byte-identical
@@ -63,7 +63,7 @@ DEFAULT_OUT = ROOT / "shap_overlays"
 
 # benchmark key -> the zoo's LearnedSHAP model that every method explains
 MODELS = {"vit_patches": "learned_vit_patches", "vit_digits": "learned_vit_digits",
-          "r3d_video": "learned_r3d_video"}
+          "r3d_video": "learned_r3d_tubelets"}
 BREAK_EVEN_ONLY = {"vit_patches64": "learned_vit_patches64"}   # 64 players: no exact reference
 SANITY_METHODS = ["learned_shap", "permutation", "gradient_shap", "gradcam_pp", "attention_rollout"]
 FIGURE_DPI = 80     # the benchmark's grids hold a hundred panels: keep the PNGs small
@@ -168,7 +168,14 @@ def plan(key: str, model: nn.Module, settings: Settings) -> list[RunSpec]:
               RunSpec("shap_permutation", options=(("max_evals", max(shap_budget, 2 * pixels + 1)),
                                                    ("output", "logit")),
                       explains="shap's blur game: Owen values (tree permutations)")]
-    if video:   # the game's own removal is a blur: the gradient methods' matching reference
+    if video and getattr(model, "removal", "drop") == "drop":
+        # tubelet-local: its game drops tubelet tokens, which no pixel reference matches (as for
+        # the ViTs), and its trunk runs on each tubelet: GradCAM++ tiles the maps back
+        specs += [RunSpec("deeplift_shap", explains="refs black + blur"),
+                  RunSpec("shap_cam", options=(("output", "logit"),),
+                          explains="cells of the last stage, removed to the map's mean"),
+                  RunSpec("gradcam_pp", explains="layer: last stage, tubelet maps tiled")]
+    elif video:   # the game's own removal is a blur: the gradient methods' matching reference
         specs += [RunSpec("gradient_shap", variant="blur ref", explains="ref blur = the game's",
                           options=(*gradients, ("background", "blur"))),
                   RunSpec("integrated_gradients", variant="blur baseline",
@@ -196,7 +203,13 @@ def notes(key: str, info: dict) -> list[str]:
            "exact row's values are the references' own (one enumeration of the same game); its "
            f"seconds were measured on the first {info['exact_timed']} examples, since its cost, "
            "2^N model rows, is the same for every input."]
-    if key == "r3d_video":
+    if key == "r3d_video" and "tubelet tokens" in game:
+        out.append("Dropping a tubelet's token has no pixel reference that matches it, so the "
+                   "gradient rows keep their defaults. The trunk runs on every tubelet as a clip "
+                   "of its own: GradCAM++ reads its last stage with the tubelets' maps tiled "
+                   "back into the clip's grid, and Shap-CAM, whose cells would be cells of one "
+                   "tubelet, cannot run; neither can DeepLiftSHAP (captum has no LayerNorm rule).")
+    elif key == "r3d_video":
         out.append("The rows marked blur use the game's own reference, so they approximate the "
                    "same game; DeepLiftSHAP cannot run here (captum has no LayerNorm rule).")
     else:
@@ -230,8 +243,10 @@ def model_info(name: str, trained: zoo.Trained, plain: zoo.Trained) -> dict:
     """The `models` entry: which zoo model, its accuracy and its plain-head twin's."""
     spec = zoo.SPECS[name]
     model = trained.model
-    game = ("token dropping" if getattr(model, "removal", "drop") == "drop" else
-            f"{model.baseline} baseline on {tuple(model.tubelets)} tubelets")
+    game = (f"{model.baseline} baseline on {tuple(model.tubelets)} tubelets"
+            if getattr(model, "removal", "drop") != "drop" else
+            f"tubelet tokens dropped, {tuple(model.tubelets)} tubelets"
+            if hasattr(model, "tubelets") else "token dropping")
     return {"zoo_model": name, "accuracy": trained.meta["accuracy"],
             "plain_model": spec.plain, "plain_head_accuracy": plain.meta["accuracy"],
             "n_players": model.n_players, "game": game, "dataset": spec.dataset,

@@ -2,9 +2,9 @@
 
 For held-out examples drawn equally from every class: LearnedSHAP's `phi` (one explanation)
 against the reference Shapley values of the same model's masking game (token dropping for the
-ViTs, blurred tubelets for the 3D-ResNet): exact enumeration up to 16 players, antithetic
-permutation sampling in two independent halves beyond (its noise reported beside every error it
-judges). Also the efficiency gap sum(phi) - (v(N) - v(empty)), the learned pair terms `c_ij`
+ViTs and the tubelet-local 3D-ResNet, blurred tubelets for the whole-clip one): exact
+enumeration up to 16 players, antithetic permutation sampling in two independent halves beyond
+(its noise reported beside every error it judges). Also the efficiency gap sum(phi) - (v(N) - v(empty)), the learned pair terms `c_ij`
 against the game's exact pair dividends (Harsanyi) and against the dataset's true interacting
 pairs, and what an explanation costs against the plain-head model's forward pass. How many
 evaluations the samplers need to match LearnedSHAP (the break-even) is the benchmark's.
@@ -36,9 +36,11 @@ from tools.readme import replace_block
 REFERENCE_BUDGET64 = 16384   # evaluations of the 64-patch reference: two halves of 8,192
 REFERENCE_BUDGET196 = 19600  # 2 x 9,800 evaluations: 25 antithetic pairs of permutations a half
 # model -> examples per class (the same number from every class)
-REPORT = {"learned_vit_patches": 4, "learned_vit_digits": 1, "learned_r3d_video": 4,
+REPORT = {"learned_vit_patches": 4, "learned_vit_digits": 1, "learned_r3d_tubelets": 4,
+          "learned_r3d_video": 4,
           "learned_vit_patches64": 4}
-QUICK_REPORT = {"learned_vit_patches": 1, "learned_r3d_video": 1, "learned_vit_patches64": 1}
+QUICK_REPORT = {"learned_vit_patches": 1, "learned_r3d_tubelets": 1, "learned_r3d_video": 1,
+                "learned_vit_patches64": 1}
 STATS = ("pearson", "rel_l2", "efficiency_gap", "reference_noise", "remainder",
          "pair_pearson_harsanyi", "pair_pearson_harsanyi_true_pair", "pair_pearson_faith",
          "pair_rel_l2_faith", "pair_auroc_truth", "pair_auroc_truth_exact")

@@ -44,8 +44,9 @@ def render(results: dict) -> str:
     out = ["# Benchmark: every explainer on the same LearnedSHAP models", "",
            "Each method explains the LearnedSHAP models' predicted class; every Shapley quantity "
            "and the insertion/deletion curves use the model's own masking game (token dropping "
-           "for the ViTs, blurred (2, 2, 2) tubelets for the 3D-ResNet). Means over examples; "
-           "bold: best per column (in the columns against exact, among the other methods). "
+           "for the ViTs, tubelet tokens dropped for the tubelet-local 3D-ResNet). Means over "
+           "examples; bold: best per column (in the columns against exact, among the other "
+           "methods). "
            "Samplers are labelled with the model evaluations they made; evals: model rows per "
            "explanation (forwards + backwards); × forward: seconds per explanation over one "
            "plain forward pass of the same model (for explanations under 50 ms, medians of 10 "

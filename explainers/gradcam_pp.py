@@ -38,7 +38,8 @@ def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
     attention reads; after the last block only the class token reaches the head, so the patch
     tokens there have no gradient); for a ViT whose head reads the patch tokens (LearnedSHAP,
     mean pooling), the final norm, whose patch tokens are the head's input; for a CNN, its
-    `feature_layer` (the ResNets' last stage, which the head pools). `target_layer` overrides
+    `feature_layer` (the ResNets' last stage, which the head pools; a tubelet-local model's maps
+    of every tubelet tiled back into the clip's grid by its `tile`). `target_layer` overrides
     it: a module of the model or its name (a ResNet's `blocks()`, e.g. "layer2.0").
     """
     from pytorch_grad_cam import GradCAMPlusPlus
@@ -60,6 +61,8 @@ def gradcam_pp(model: nn.Module, x: Tensor, target: Tensor, players: Players, *,
         target_layer = resolve_layer(model, target_layer, "gradcam_pp")
     if vit is not None and reshape is None:
         reshape = token_grid(vit.num_prefix_tokens, tuple(vit.patch_embed.grid_size))
+    if vit is None:   # a tubelet-local model's trunk runs on each tubelet: tile its maps
+        reshape = getattr(model, "tile", None)
     # grad-cam 1.5.7 handles 5-D activations itself: GradCAM++ weights sum over every axis after
     # the channels, get_cam_image has a 3D branch and scale_cam_image resizes volumes with scipy's
     # zoom, so the 3D-ResNet needs no CAM of our own.

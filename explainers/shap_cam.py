@@ -72,6 +72,10 @@ def shap_cam(model: nn.Module, x: Tensor, target: Tensor, players: Players, *, s
     if output not in ("prob", "logit"):
         raise ValueError(f"output must be 'prob' or 'logit', got {output!r}")
     batch_size = check_count("batch_size", batch_size)
+    if callable(getattr(model, "tile", None)):
+        raise unsupported("shap_cam", model, "its trunk runs on every tubelet as a clip of its "
+                          "own, so a layer's cells are not cells of the clip's feature map",
+                          "gradcam_pp (which tiles them back) or the model's own exact game")
     module = resolve_layer(model, target_layer, "shap_cam")
     if module is None:
         raise unsupported("shap_cam", model, "it has no feature_layer (a convolutional stage)",

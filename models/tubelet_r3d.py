@@ -73,6 +73,21 @@ class LearnedShapTubeletR3D(nn.Module):
         x = x.permute(0, 2, 4, 6, 1, 3, 5, 7)                      # (B, gt, gh, gw, C, t, h, w)
         return x.reshape(B * gt * gh * gw, C, T // gt, H // gh, W // gw)
 
+    def tile(self, cells: Tensor) -> Tensor:
+        """Per-tubelet maps (B * N, C, t, h, w) -> one map of each clip (B, C, gt t, gh h, gw w):
+        the inverse of `cut` at any layer's resolution (GradCAM++ reads the trunk this way)."""
+        BN, C, t, h, w = cells.shape
+        gt, gh, gw = self.tubelets
+        x = cells.reshape(BN // self.n_players, gt, gh, gw, C, t, h, w)
+        x = x.permute(0, 4, 1, 5, 2, 6, 3, 7)                       # (B, C, gt, t, gh, h, gw, w)
+        return x.reshape(len(x), C, gt * t, gh * h, gw * w)
+
+    @property
+    def feature_layer(self) -> nn.Module:
+        """The trunk's last stage, which the tokens pool; its activations are per tubelet
+        (B * N, C, t', h', w'): `tile` puts them back on the clip's grid."""
+        return self.trunk.feature_layer
+
     def embed(self, x: Tensor) -> Tensor:
         """One token per tubelet (B, N, C), each computed from its own tubelet's pixels only."""
         cells = self.trunk.forward_features(self.cut(x))           # (B * N, C, t', h', w')

@@ -141,6 +141,15 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
                                    "sampler": "kernel_paired"},
               plain="r3d_video", quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
               description="LearnedSHAP 3D-ResNet (Harsanyi head on 2x2x2 tubelets), motion clips"),
+    # The report's, benchmark's and notebooks' LearnedSHAP video model: of the heads at the plain
+    # 3D-ResNet's accuracy, the most faithful. Tubelet-local (models.tubelet_r3d), its game drops
+    # tubelet tokens and is pairwise by construction, so its phi are exact; the whole-clip model
+    # above stays as the ablation. Same clips and epochs as the whole-clip model (100% at 2,000
+    # clips and 6 epochs from the head's zero start).
+    ModelSpec("learned_r3d_tubelets", "learned_tubelet_r3d", "video", {"n_classes": 4}, epochs=6,
+              batch_size=32, head={"consistency": 0.0, "tubelets": (2, 2, 2)}, plain="r3d_video",
+              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
+              description="LearnedSHAP tubelet-local 3D-ResNet, 8 tubelets (2x2x2), motion clips"),
 ]}
 
 
@@ -220,10 +229,11 @@ SCALE_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 
 # The video study (`python -m evaluation.video`, make video): LearnedSHAP on a tubelet-local
 # 3D-ResNet (models.tubelet_r3d), whose game drops tubelet tokens and is pairwise by construction,
-# at 8 tubelets (2 x 2 x 2, exact references) and 32 (2 x 4 x 4, sampled references). No
-# consistency loss (it would be zero). Trained on 6,000 clips for 4 epochs: on the 2,000 clips and 6
-# epochs of the whole-clip models it fit its training set (100%) and reached 97.6% on the test
-# clips, below the plain 3D-ResNet's 100% (each tubelet sees a quarter of the frames' area).
+# at 8 tubelets (2 x 2 x 2, exact references; the default `learned_r3d_tubelets` above) and 32
+# (2 x 4 x 4, sampled references). No consistency loss (it would be zero). The 32-tubelet model
+# trains on 6,000 clips for 4 epochs: with the head's earlier random initialisation the 8-tubelet
+# model reached 97.6% on the 2,000 clips and 6 epochs of the whole-clip models, below the plain
+# 3D-ResNet's 100% (each tubelet sees a quarter of the frames' area).
 QUICK_VIDEO = {"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}}
 WHOLE_CLIP = {"consistency": 10.0, "tubelets": (2, 2, 2), "baseline": "blur"}
 FLICKER = {"local_flicker": (1, 2)}
@@ -251,10 +261,6 @@ VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
                 description=f"post-hoc LearnedSHAP (unary + pairs) of the frozen r3d_video, "
                             f"{n} tubelets")
       for suffix, grid, n in [("", (2, 2, 2), 8), ("32", (2, 4, 4), 32)]),
-    ModelSpec("learned_r3d_tubelets", "learned_tubelet_r3d", "video", {"n_classes": 4}, epochs=4,
-              batch_size=32, head={"consistency": 0.0, "tubelets": (2, 2, 2)}, plain="r3d_video",
-              data_options={"n_train": 6000}, quick=QUICK_VIDEO,
-              description="LearnedSHAP tubelet-local 3D-ResNet, 8 tubelets (2x2x2), motion clips"),
     ModelSpec("learned_r3d_tubelets32", "learned_tubelet_r3d", "video", {"n_classes": 4},
               epochs=4, batch_size=32, head={"consistency": 0.0, "tubelets": (2, 4, 4)},
               plain="r3d_video", data_options={"n_train": 6000}, quick=QUICK_VIDEO,

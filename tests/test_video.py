@@ -82,6 +82,23 @@ def test_explainers_play_the_models_own_tubelet_game():
         explain("learned_shap", model, x, tubelets=(2, 4, 4))
 
 
+def test_gradcam_pp_tiles_the_tubelet_maps_back_into_the_clip():
+    model, x = tubelet_model((2, 4, 4)), clips()
+    cells = model.trunk.forward_features(model.cut(x))                  # (B * N, C, t, h, w)
+    # tile inverts cut: the pixels come back in place, and so does any per-tubelet map
+    torch.testing.assert_close(model.tile(model.cut(x)), x, atol=0, rtol=0)
+    grid = model.tile(cells)                                             # (B, C, 2t, 4h, 4w)
+    assert grid.shape == (2, cells.shape[1], 2 * cells.shape[2], 4 * cells.shape[3],
+                          4 * cells.shape[4])
+    t, h, w = cells.shape[2:]
+    # tubelet 5 (time 0, row 1, column 1) fills its own block of the clip's map
+    torch.testing.assert_close(grid[1, :, :t, h:2 * h, w:2 * w], cells[model.n_players + 5])
+    cam = explain("gradcam_pp", model, x, target=1)
+    assert cam.pixel_map.shape == (2, 8, 32, 32) and bool(torch.isfinite(cam.pixel_map).all())
+    with pytest.raises(ValueError, match="cells of one|not cells of the clip"):
+        explain("shap_cam", model, x, target=1)
+
+
 def test_leakage_separates_the_whole_clip_model_from_the_tubelet_model():
     x = clips(2)
     torch.manual_seed(0)

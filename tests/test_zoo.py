@@ -41,7 +41,7 @@ def test_a_kind_keys_its_own_code_only():
 
 def test_co_trained_heads_clip_by_the_recipe_and_the_key_follows_the_clip():
     assert zoo.clip_norm_of(zoo.SPECS["learned_vit_patches"]) == zoo.RECIPE_CLIP_NORM
-    assert zoo.clip_norm_of(zoo.VIDEO_SPECS["learned_r3d_tubelets"]) == zoo.RECIPE_CLIP_NORM
+    assert zoo.clip_norm_of(zoo.SPECS["learned_r3d_tubelets"]) == zoo.RECIPE_CLIP_NORM
     # the plain models and the post-hoc explainers train as before
     assert zoo.clip_norm_of(zoo.SPECS["vit_patches"]) is None
     assert zoo.clip_norm_of(zoo.POSTHOC_SPECS["posthoc_vit_patches"]) is None
