@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -74,9 +75,12 @@ def test_quadratic_samplers_are_skipped_beyond_64_players_with_a_reason():
 
 def test_training_evals_count_every_row_the_model_sees():
     spec = zoo.SCALE_SPECS["learned_vit_patches196"]
-    assert spec.head["sampler"] == "kernel_paired"
-    # 28 epochs of 5,000 images: the full input and a coalition with its complement
-    assert scale.training_evals(spec) == 28 * 5000 * 3
+    paired = replace(spec, head={**spec.head, "sampler": "kernel_paired"})
+    uniform = replace(spec, head={**spec.head, "sampler": "uniform"})
+    # 28 epochs of 5,000 images: the full input and a coalition (with its complement if paired)
+    assert scale.training_evals(paired) == 28 * 5000 * 3
+    assert scale.training_evals(uniform) == 28 * 5000 * 2
+    assert scale.training_evals(zoo.SCALE_SPECS["learned_vit_patches196_w0"]) == 28 * 5000
 
 
 def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():
