@@ -6,8 +6,8 @@ tokens dropped for the tubelet-local 3D-ResNet: `references.game_for`). Each tes
 predicted class is explained, one input per call, on the same number of examples from every
 class. For each model and run (`plan`; samplers once per budget) `scoring.score` gives agreement
 with the exact values, ground truth, faithfulness and cost; then the break-even budgets
-(`break_even`) against the same references, Adebayo et al.'s cascading randomisation on the 16-patch ViT, and the
-timings. Writes `results.json`, `results_timing.json`, `results.md` (`evaluation.markdown`) and
+(`break_even`) against the same references, Adebayo et al.'s cascading randomisation on the
+16-patch ViT, and the timings. Writes `results.json`, `results_timing.json`, `results.md` (`evaluation.markdown`) and
 four figures into `--out`. Every wall-clock quantity (seconds, ratios of seconds, the date, the
 host) goes to `results_timing.json`, so that a rerun on the same machine writes a byte-identical
 `results.json`; `load_results` merges the two back.

@@ -4,10 +4,11 @@ For held-out examples drawn equally from every class: LearnedSHAP's `phi` (one e
 against the reference Shapley values of the same model's masking game (token dropping for the
 ViTs and the tubelet-local 3D-ResNet, blurred tubelets for the whole-clip one): exact
 enumeration up to 16 players, antithetic permutation sampling in two independent halves beyond
-(its noise reported beside every error it judges). Also the efficiency gap sum(phi) - (v(N) - v(empty)), the learned pair terms `c_ij`
-against the game's exact pair dividends (Harsanyi) and against the dataset's true interacting
-pairs, and what an explanation costs against the plain-head model's forward pass. How many
-evaluations the samplers need to match LearnedSHAP (the break-even) is the benchmark's.
+(its noise reported beside every error it judges). Also the efficiency gap
+sum(phi) - (v(N) - v(empty)), the learned pair terms `c_ij` against the game's exact pair
+dividends (Harsanyi) and against the dataset's true interacting pairs, and what an explanation
+costs against the plain-head model's forward pass. How many evaluations the samplers need to
+match LearnedSHAP (the break-even) is the benchmark's.
 
     python -m evaluation.learned_report [--quick] [--out shap_overlays/learned_shap.json]
 """
@@ -37,8 +38,7 @@ REFERENCE_BUDGET64 = 16384   # evaluations of the 64-patch reference: two halves
 REFERENCE_BUDGET196 = 19600  # 2 x 9,800 evaluations: 25 antithetic pairs of permutations a half
 # model -> examples per class (the same number from every class)
 REPORT = {"learned_vit_patches": 4, "learned_vit_digits": 1, "learned_r3d_tubelets": 4,
-          "learned_r3d_video": 4,
-          "learned_vit_patches64": 4}
+          "learned_r3d_video": 4, "learned_vit_patches64": 4}
 QUICK_REPORT = {"learned_vit_patches": 1, "learned_r3d_tubelets": 1, "learned_r3d_video": 1,
                 "learned_vit_patches64": 1}
 STATS = ("pearson", "rel_l2", "efficiency_gap", "reference_noise", "remainder",

@@ -95,7 +95,7 @@ def test_gradcam_pp_tiles_the_tubelet_maps_back_into_the_clip():
     torch.testing.assert_close(grid[1, :, :t, h:2 * h, w:2 * w], cells[model.n_players + 5])
     cam = explain("gradcam_pp", model, x, target=1)
     assert cam.pixel_map.shape == (2, 8, 32, 32) and bool(torch.isfinite(cam.pixel_map).all())
-    with pytest.raises(ValueError, match="cells of one|not cells of the clip"):
+    with pytest.raises(ValueError, match="not cells of the clip"):
         explain("shap_cam", model, x, target=1)
 
 
