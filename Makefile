@@ -9,7 +9,7 @@ CACHE     := .cache
 SOURCES   := $(wildcard data/*.py models/*.py) shapley/game.py
 NOTEBOOKS := gradient_shap/gradient_shap.ipynb learned_shap/learned_shap.ipynb analysis/comparison.ipynb
 
-.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc scale video video-pairs parity patch-local shap-blur layers lint clean
+.PHONY: build run results test test-all bench bench-gpu experiment sweep posthoc posthoc-budget scale video video-pairs parity patch-local shap-blur layers lint clean
 
 build: $(CACHE)/build.stamp      ## venv, datasets and trained models (cached: a second run does nothing)
 
@@ -47,6 +47,9 @@ sweep: build                     ## the accuracy-faithfulness trade-off on the c
 
 posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*
 	$(PY) -m evaluation.posthoc --threads 2
+
+posthoc-budget: build            ## post-hoc objectives and architectures, then error against training budget at 16, 64, 196 patches (hours): shap_overlays/posthoc_budget*
+	$(PY) -m evaluation.posthoc_budget --threads 2 $(if $(STAGE),--stage $(STAGE),) $(if $(SIZES),--sizes $(SIZES),)
 
 scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 6 h of models on 2 cores)
 	$(PY) -m evaluation.scale --threads 2

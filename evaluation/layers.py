@@ -39,13 +39,12 @@ from evaluation.metrics import (
     masked_probabilities,
     normalise_map,
 )
-from evaluation.records import write_json, write_text
+from evaluation.records import publish, write_json
 from explainers import explain
 from explainers.core import cnn_blocks
 from models import zoo
 from shapley.game import MaskingGame
-from tools.readme import replace_block
-from viz.overlay import new_figure, save_figure
+from viz.overlay import new_figure
 
 OUT = zoo.ROOT / "shap_overlays"
 MODELS = ("resnet_patches", "r3d_video")
@@ -194,10 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
                "models": [study_model(n, quick, not args.no_progress) for n in args.models]}
     results = write_json(out / "layers.json", results)
     table = markdown(results)
-    write_text(out / "layers.md", table + "\n")
-    save_figure(figure(results), out / "shap_cam_layers.png", dpi=80)
-    if not quick and out.resolve() == OUT.resolve():
-        replace_block("layers", table)
+    publish(table, out, "layers", figure(results), "shap_cam_layers.png", block="layers",
+            committed=not quick and out.resolve() == OUT.resolve())
     print(table)
     return results
 

@@ -91,6 +91,7 @@ def measure(name: str, quick: bool, progress: bool = True, per_class: int | None
             "n_examples": len(ex), "per_class": ex.per_class, "epochs": spec.epochs,
             "coalitions_per_image": spec.head.get("coalitions", 32),
             "train_seconds": trained.meta["train_seconds"],
+            "fingerprint": trained.meta.get("fingerprint"),
             "frozen_evals": trained.meta.get("frozen_evals"),
             "resolved": all(resolved(e, r["reference_noise"]) for e, r in zip(errors, rows,
                                                                               strict=True)),

@@ -47,6 +47,20 @@ def write_text(path: Path, text: str) -> None:
     write_atomic(path, text)
 
 
+def publish(table: str, out: Path, name: str, fig=None, figure_name: str = "",
+            block: str = "", committed: bool = False) -> None:
+    """A study's outputs: `<name>.md` (and the figure as `<figure_name>` when given) in `out`, and
+    the README block `block` when `out` is the committed folder (`committed`)."""
+    from tools.readme import replace_block
+    from viz.overlay import save_figure
+
+    write_text(out / f"{name}.md", table + "\n")
+    if fig is not None:
+        save_figure(fig, out / (figure_name or f"{name}.png"), dpi=80)
+    if committed and block:
+        replace_block(block, table)
+
+
 def write_json(path: Path, obj) -> dict:
     """`obj` made json-ready, written atomically with one-space indents; returns what was written."""
     ready = json_ready(obj)

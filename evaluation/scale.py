@@ -187,7 +187,8 @@ def co_trained(name: str, s: Setting, quick: bool, samplers, largest: int,
              "seconds_per_explanation": forward_cost(
                  model, plain.model, ex.x[:1].to(model_device(model)), 10)["learned_seconds"],
              "training_evals": training_evals(spec),
-             "train_seconds": training_seconds(trained.meta), "examples": rows}
+             "train_seconds": training_seconds(trained.meta),
+             "fingerprint": trained.meta.get("fingerprint"), "examples": rows}
     targets = [r["target"] for r in rows]
     curves = curves_for(model, ex.x, targets, refs, n, s.seeds, samplers, largest, progress,
                         s.grid_factor)
@@ -238,10 +239,14 @@ def game_key(kind: str, models: list[str], s: Setting, quick: bool, samplers, la
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def game_path(key: str) -> Path:
+    return zoo.cache_dir() / "scale" / f"{key}.json"
+
+
 def cached_game(key: str, label: str, compute: Callable[[], dict]) -> dict:
     """A game's results from `<cache>/scale/<key>.json`, or computed, timed and saved there: a
     study killed midway, or run in parts (`--games`, one process each), redoes no finished game."""
-    path = zoo.cache_dir() / "scale" / f"{key}.json"
+    path = game_path(key)
     if path.exists():
         print(f"{label}: reusing {path}")
         return json.loads(path.read_text())
@@ -252,8 +257,12 @@ def cached_game(key: str, label: str, compute: Callable[[], dict]) -> dict:
 
 
 def run(players: list[int], quick: bool, progress: bool = True,
-        only: list[str] | None = None) -> dict:
-    """Every game of these player counts (or only those whose model is named in `only`)."""
+        only: list[str] | None = None, fallback: dict | None = None) -> dict:
+    """Every game of these player counts (or only those whose model is named in `only`).
+
+    With `fallback` (an earlier results file), nothing is computed: a game comes from the cache
+    when today's checkpoints and code have one, else from `fallback` (its rows keep the
+    fingerprints of the checkpoints they measured, which the tables mark as earlier)."""
     samplers = QUICK["samplers"] if quick else tuple(be.ALL_SAMPLERS)
     largest = QUICK["largest"] if quick else LARGEST
     games, seconds = [], {}
@@ -264,13 +273,23 @@ def run(players: list[int], quick: bool, progress: bool = True,
                 for name in s.co_trained]
         jobs.append(("frozen", s.frozen, [s.frozen, *s.explainers],
                      partial(frozen, s, quick, samplers, largest, progress)))
-        mine = []
+        mine, kept = [], 0
         for kind, model, models, compute in jobs:
-            if only is None or model in only:
-                key = game_key(kind, models, s, quick, samplers, largest)
-                mine.append(cached_game(key, f"{kind} {model}", compute))
+            if only is not None and model not in only:
+                continue
+            key = game_key(kind, models, s, quick, samplers, largest)
+            if fallback is not None and not game_path(key).exists():
+                earlier_game = next((g for g in fallback["games"]
+                                     if (g["kind"], g["model"]) == (kind, model)), None)
+                if earlier_game is not None:
+                    mine.append(earlier_game)
+                    kept += 1
+                continue
+            mine.append(cached_game(key, f"{kind} {model}", compute))
         games += mine
-        seconds[str(n)] = sum(g["seconds"] for g in mine)   # computing, not training the models
+        # computing, not training the models (an earlier run's own total when it gave them all)
+        seconds[str(n)] = (fallback.get("seconds", {}).get(str(n), 0.0) if mine and kept == len(mine)
+                           else sum(g.get("seconds", 0.0) for g in mine))
     return {"players": players, "quick": quick, "samplers": list(samplers), "largest": largest,
             "games": games, "seconds": seconds}
 
@@ -283,7 +302,7 @@ def _err(e: dict) -> str:
 
 def _ref(e: dict) -> str:
     noise = e["reference_noise"]["max"]
-    return e["reference"] + (f" ({noise:.3f})" if noise else "")
+    return e["reference"] + (f" ({noise:.2g})" if noise else "")
 
 
 def _verdict(met: bool) -> str:
@@ -292,7 +311,20 @@ def _verdict(met: bool) -> str:
 
 # the columns both tables end with: the explainer against the samplers, and what it cost
 SHARED_HEAD = ("break-even of the best sampler (speed-up at equal error) | s / explanation (best "
-               "sampler there) | training: {evals} evals, s |")
+               "sampler there) | training: {evals} evals, s | checkpoint |")
+
+
+def checkpoint_cell(e: dict, quick: bool) -> str:
+    """The fingerprint of the checkpoint a row measured, marked when it is not the one its model
+    has today (a row kept from an earlier run): a reader sees which numbers are current."""
+    measured = e.get("fingerprint")
+    if measured is None:
+        return "earlier (not recorded)"
+    try:
+        current = zoo.fingerprint(zoo.resolve(e["name"], quick))
+    except KeyError:                       # a model no longer in the zoo
+        current = None
+    return f"`{measured}`" + ("" if measured == current else " (earlier)")
 
 
 def _speed_up(e: dict) -> str:
@@ -303,17 +335,18 @@ def _speed_up(e: dict) -> str:
     return "speed-up " + be.describe_speed_up(be.speed_up(b, e["evals_per_explanation"]))
 
 
-def _shared(e: dict) -> str:
+def _shared(e: dict, quick: bool) -> str:
     b = e["break_even"]
     return (f"{b['text']} ({b['best']}; {_speed_up(e)}) | "
             f"{e['seconds_per_explanation']:.2g} ({b['best_seconds']:.2g}) | "
-            f"{e['training_evals']:,}, {e['train_seconds']:.0f} |")
+            f"{e['training_evals']:,}, {e['train_seconds']:.0f} | "
+            f"{checkpoint_cell(e, quick)} |")
 
 
 def co_trained_table(results: dict) -> str:
     lines = ["| players | model | setting | accuracy (plain) | phi rel. L2 mean (max) | goal | "
              "reference (max noise) | pairs vs Faith-Shap: Pearson, rel. L2 | remainder 1 - R² | "
-             + SHARED_HEAD.format(evals="model"), "|---:|---|---|---|---|---|---|---|---:|---|---|---|"]
+             + SHARED_HEAD.format(evals="model"), "|---:|---|---|---|---|---|---|---|---:|---|---|---|---|"]
     for g in results["games"]:
         if g["kind"] != "co_trained":
             continue
@@ -323,14 +356,14 @@ def co_trained_table(results: dict) -> str:
             f"({100 * e['plain_accuracy']:.1f}%) | {_err(e)} | ≤ {e['goal']}, ≥ plain - "
             f"{100 * e['accuracy_tolerance']:g} pt ({_verdict(e['goal_met'])}) | {_ref(e)} | "
             f"{f(e['pair_pearson_faith'], 'mean')}, {f(e['pair_rel_l2_faith'], 'mean')} | "
-            f"{f(e['remainder'], 'mean', 2, 'g')} | " + _shared(e))
+            f"{f(e['remainder'], 'mean', 2, 'g')} | " + _shared(e, results["quick"]))
     return "\n".join(lines)
 
 
 def frozen_table(results: dict) -> str:
     lines = ["| players | explainer | head | explains (accuracy) | phi rel. L2 mean (max) | goal | "
              "reference (max noise) | pairs vs Faith-Shap (Pearson) | remainder of its fit | "
-             + SHARED_HEAD.format(evals="frozen"), "|---:|---|---|---|---|---|---|---|---:|---|---|---|"]
+             + SHARED_HEAD.format(evals="frozen"), "|---:|---|---|---|---|---|---|---|---:|---|---|---|---|"]
     for g in results["games"]:
         if g["kind"] != "frozen":
             continue
@@ -340,7 +373,7 @@ def frozen_table(results: dict) -> str:
                 f"({100 * e['accuracy']:.1f}%) | {_err(e)} | ≤ {e['goal']} "
                 f"({_verdict(e['goal_met'])}) | {_ref(e)} | "
                 f"{f(e['pair_pearson_faith'], 'mean')} | {f(e.get('remainder'), 'mean', 2, 'g')} | "
-                + _shared(e))
+                + _shared(e, results["quick"]))
     return "\n".join(lines)
 
 
@@ -460,6 +493,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="compute and cache only the games of these models (a co-trained "
                              "LearnedSHAP ViT, or the plain ViT of a frozen game), e.g. one "
                              "process each; a run without --games then writes the tables")
+    parser.add_argument("--from-cache", action="store_true",
+                        help="compute nothing: write the tables from the games cached for today's "
+                             "checkpoints, and for the others the rows of the results file "
+                             "(their checkpoint column marks them as earlier)")
     args = parser.parse_args(argv)
     quick, out = setup(args, OUT, "scale-quick")
     if args.games:
@@ -472,7 +509,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"cached {len(results['games'])} games in {zoo.cache_dir() / 'scale'}; run "
               "without --games to write the tables")
         return results
-    results = run(args.players, quick, not args.no_progress)
+    fallback = None
+    if args.from_cache:
+        if not (out / "scale.json").exists():
+            raise SystemExit(f"--from-cache: no {out / 'scale.json'} to take the uncached games "
+                             "from; run without --from-cache to compute them")
+        fallback = json.loads((out / "scale.json").read_text())
+    results = run(args.players, quick, not args.no_progress, fallback=fallback)
     results = merged(results, out / "scale.json")
     results = write_json(out / "scale.json", results)
     table = markdown(results)

@@ -7,16 +7,16 @@ from torch import Tensor, nn
 from explainers.core import Players, Result, leave_no_trace, register, watch
 
 
-def amortized(method: str, kind: str, model: nn.Module, x: Tensor, target: Tensor,
+def amortized(method: str, kinds: tuple[str, ...], model: nn.Module, x: Tensor, target: Tensor,
               players: Players, explainer: nn.Module | None, example: str) -> Result:
-    """phi of the frozen `model`'s game from a trained post-hoc explainer of `kind`
+    """phi of the frozen `model`'s game from a trained post-hoc explainer with a head of `kinds`
     (`models.posthoc.PostHocShap` for a ViT, `models.posthoc_video.PostHocVideoShap` for a
     3D-ResNet)."""
-    from models.posthoc import PostHocShap
+    from models.posthoc import PostHocShap, fitted_to
     from models.posthoc_video import PostHocVideoShap
 
     amortizers = (PostHocShap, PostHocVideoShap)
-    if not isinstance(explainer, amortizers) or explainer.kind != kind:
+    if not isinstance(explainer, amortizers) or explainer.kind not in kinds:
         got = type(explainer).__name__ + (f" with a {explainer.kind} head"
                                           if isinstance(explainer, amortizers) else "")
         raise ValueError(f"{method} needs the trained explainer of this model: "
@@ -27,6 +27,11 @@ def amortized(method: str, kind: str, model: nn.Module, x: Tensor, target: Tenso
         raise ValueError(f"the explainer was trained for a {explainer.grid} {own} grid and "
                          f"{explainer.n_classes} classes; it cannot explain these players "
                          f"({players.kind}, grid {players.grid}) of {type(model).__name__}")
+    if isinstance(explainer, PostHocShap) and not fitted_to(explainer, model):
+        raise ValueError(f"this explainer was fitted to other weights than this "
+                         f"{type(model).__name__}'s (trained further, or another model): its "
+                         "values would be another model's; fit one to this model with "
+                         "models.posthoc.fit_posthoc(model, loader, budget=...)")
     with leave_no_trace(explainer, gradients=False, randomness=False):
         watch(explainer)                        # the explainer's rows count in the Cost too
         out = frozen_decomposition(explainer, model, x)
@@ -58,5 +63,7 @@ def learned_shap_posthoc(model: nn.Module, x: Tensor, target: Tensor, players: P
     extras "pairs" (B, N, N) are the explainer's pair terms for the target class (unary-only
     explainers give none). Deterministic: `seed` is unused.
     """
-    return amortized("learned_shap_posthoc", "harsanyi", model, x, target, players, explainer,
+    from models.posthoc import PAIR_HEADS
+
+    return amortized("learned_shap_posthoc", PAIR_HEADS, model, x, target, players, explainer,
                      "posthoc_vit_patches")

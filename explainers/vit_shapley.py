@@ -20,5 +20,5 @@ def vit_shapley(model: nn.Module, x: Tensor, target: Tensor, players: Players, *
     surrogate fine-tuned to accept held-out patches) is the model itself. Cost: the model's
     prediction and one explainer forward. Deterministic: `seed` is unused.
     """
-    return amortized("vit_shapley", "vit_shapley", model, x, target, players, explainer,
+    return amortized("vit_shapley", ("vit_shapley",), model, x, target, players, explainer,
                      "vit_shapley_vit_patches")

@@ -24,6 +24,9 @@ reaches in minutes of CPU training is the experiment.
 from __future__ import annotations
 
 import copy
+import math
+import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -51,37 +54,67 @@ class TokenShapleyHead(nn.Module):
         return HeadOutput(unary.sum(1), unary, unary, None, zero)
 
 
-HEADS = ("harsanyi", "vit_shapley")
+class AttendedHarsanyiHead(nn.Module):
+    """ViT-Shapley's extra attention block and norm, then the Harsanyi head (unary + pairs):
+    its explainer architecture with our pair terms on top."""
+
+    def __init__(self, dim: int, heads: int, config: HeadConfig):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        self.block = Block(dim, heads, mlp_ratio=2.0)
+        self.norm = nn.LayerNorm(dim)
+        self.harsanyi = HarsanyiHead(config)
+
+    def forward(self, tokens: Tensor) -> HeadOutput:                            # (B, N, D)
+        return self.harsanyi(self.norm(self.block(tokens)))
+
+
+HEADS = ("harsanyi", "vit_shapley", "vit_shapley_pairs")
+PAIR_HEADS = ("harsanyi", "vit_shapley_pairs")     # explained by "learned_shap_posthoc"
 
 
 class PostHocShap(nn.Module):
     """An explainer for a frozen ViT: its copied backbone and a head on the patch tokens.
 
     `head="harsanyi"`: post-hoc LearnedSHAP, the Harsanyi head (unary + pairs, or unary only with
-    `pairwise=False`); `head="vit_shapley"`: ViT-Shapley's head (`TokenShapleyHead`). Both are
-    trained by `posthoc_loss`, the same objective at the same cost.
+    `pairwise=False`); `head="vit_shapley"`: ViT-Shapley's head (`TokenShapleyHead`);
+    `head="vit_shapley_pairs"`: ViT-Shapley's attention block with the Harsanyi head on top
+    (`AttendedHarsanyiHead`). `extra_blocks` more transformer blocks of the backbone's width
+    between the copied backbone and the head: an explainer deeper than the classifier. All are
+    trained by `posthoc_loss`, the same objectives at the same cost.
     """
 
     head_tokens = "patches"
 
     def __init__(self, model: nn.Module, rank: int = 8, pairwise: bool = True,
-                 head: str = "harsanyi"):
+                 head: str = "harsanyi", extra_blocks: int = 0):
         super().__init__()
         if not all(hasattr(model, a) for a in ("n_players", "encode", "forward_features")):
             raise TypeError(f"post-hoc LearnedSHAP explains ViTs that drop tokens "
                             f"(models.vit.ViT), not {type(model).__name__}")
         if head not in HEADS:
             raise ValueError(f"unknown explainer head {head!r}; choose one of {HEADS}")
+        if extra_blocks < 0:
+            raise ValueError(f"extra_blocks must be >= 0, got {extra_blocks}")
+        from timm.models.vision_transformer import Block
+
         self.kind = head
         self.backbone = copy.deepcopy(model)             # models.vit.ViT, fine-tuned
         self.backbone.requires_grad_(True)               # even if the model's are frozen
+        heads = getattr(model.config, "heads", 2)
+        self.extra = nn.Sequential(*[Block(model.dim, heads, mlp_ratio=2.0)
+                                     for _ in range(extra_blocks)])
+        config = HeadConfig(model.n_players, model.dim, model.n_classes, rank, pairwise)
         if head == "harsanyi":
-            self.head = HarsanyiHead(HeadConfig(model.n_players, model.dim, model.n_classes,
-                                                rank, pairwise))
+            self.head = HarsanyiHead(config)
+        elif head == "vit_shapley_pairs":
+            self.head = AttendedHarsanyiHead(model.dim, heads, config)
         else:
-            self.head = TokenShapleyHead(model.dim, model.n_classes,
-                                         getattr(model.config, "heads", 2))
+            self.head = TokenShapleyHead(model.dim, model.n_classes, heads)
         self.register_buffer("v_empty", torch.zeros(model.n_classes))   # set by `calibrate`
+        # the explained model's weights, summarised: explaining another model is refused
+        self.register_buffer("fitted_to", weight_signature(model))
 
     n_players = property(lambda self: self.backbone.n_players)
     n_classes = property(lambda self: self.backbone.n_classes)
@@ -108,7 +141,23 @@ class PostHocShap(nn.Module):
         v(empty), and `restrict(keep)` is the decomposition's value of any coalition.
         """
         tokens = self.backbone.forward_features(x)[:, self.backbone.n_prefix:]   # (B, N, D)
-        return efficient(self.head(tokens), v_full, self.v_empty)
+        return efficient(self.head(self.extra(tokens)), v_full, self.v_empty)
+
+
+@torch.no_grad()
+def weight_signature(model: nn.Module) -> Tensor:
+    """Each parameter tensor's sum and sum of squares (P, 2), float64: equal for the same weights,
+    different after any training step (cheaper than hashing, and device independent)."""
+    rows = [torch.stack([p.double().sum(), p.double().square().sum()]).cpu()
+            for p in model.parameters()]
+    return torch.stack(rows) if rows else torch.zeros(0, 2, dtype=torch.float64)
+
+
+def fitted_to(explainer: nn.Module, model: nn.Module) -> bool:
+    """Whether `explainer` was fitted to these very weights of `model`."""
+    recorded = explainer.fitted_to.cpu()
+    now = weight_signature(model)
+    return recorded.shape == now.shape and torch.allclose(now, recorded, rtol=1e-6, atol=1e-9)
 
 
 def efficient(out: HeadOutput, v_full: Tensor, v_empty: Tensor) -> HeadOutput:
@@ -154,13 +203,73 @@ def frozen_values(model: nn.Module, x: Tensor, keep: Tensor) -> Tensor:
     return out.view(B, M, -1)
 
 
-def posthoc_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | None = None):
+OBJECTIVES = ("kernel", "permutation", "mix")
+
+
+def antithetic_prefixes(n: int, groups: int, pairs: int, generator: torch.Generator) -> Tensor:
+    """The coalitions an antithetic-permutation estimate evaluates: for each of `groups` inputs,
+    `pairs` random orders and their reverses, each as its n - 1 proper non-empty prefixes:
+    (groups, pairs * 2 * (n - 1), n) bool, prefix t of order o at row o * (n - 1) + t - 1."""
+    order = torch.argsort(torch.rand(groups, pairs, n, generator=generator), -1)   # (G, P, n)
+    orders = torch.cat([order, order.flip(-1)], 1)                              # (G, 2P, n)
+    rank = torch.argsort(orders, -1)                                            # (G, 2P, n)
+    t = torch.arange(1, n)                                                      # (n - 1,)
+    keep = rank[:, :, None, :] < t[None, None, :, None]                         # (G, 2P, n-1, n)
+    return keep.flatten(1, 2)
+
+
+def permutation_targets(keep: Tensor, v_keep: Tensor, v_full: Tensor, v_empty: Tensor) -> Tensor:
+    """Unbiased Shapley estimates (B, n, K) from the values of `antithetic_prefixes`: each order's
+    marginal contributions, averaged over the orders. keep (B, O * (n - 1), n), v_keep
+    (B, O * (n - 1), K), v_full (B, K), v_empty (K,)."""
+    B, rows, n = keep.shape
+    orders = rows // (n - 1)
+    K = v_keep.shape[-1]
+    chain = v_keep.view(B, orders, n - 1, K)
+    chain = torch.cat([v_empty.expand(B, orders, 1, K), chain,
+                       v_full[:, None, None, :].expand(B, orders, 1, K)], 2)  # (B, O, n + 1, K)
+    gains = chain.diff(dim=2)                                              # (B, O, n, K) step t
+    prefix = keep.view(B, orders, n - 1, n)
+    sizes = torch.cat([prefix.new_zeros(B, orders, 1, n), prefix,
+                       prefix.new_ones(B, orders, 1, n)], 2).to(v_keep.dtype)
+    joins = sizes.diff(dim=2)                                              # (B, O, n, n) one-hot
+    return torch.einsum("botk,botn->bnk", gains, joins) / orders
+
+
+def permutation_pairs(n: int, coalitions: int) -> int:
+    """Antithetic pairs of orders an image gets for about `coalitions` evaluations (at least 1)."""
+    return max(1, round(coalitions / (2 * (n - 1))))
+
+
+def evals_per_image(n: int, coalitions: int, objective: str) -> int:
+    """The frozen model's evaluations `posthoc_loss` spends on one image: v(N), then the kernel
+    coalitions and / or the antithetic orders' prefixes."""
+    evals = 1
+    if objective in ("kernel", "mix"):
+        evals += coalitions
+    if objective in ("permutation", "mix"):
+        evals += permutation_pairs(n, coalitions) * 2 * (n - 1)
+    return evals
+
+
+def posthoc_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | None = None,
+                 objective: str = "kernel"):
     """The training loss of a PostHocShap explainer on the frozen `model`'s game.
 
-    Each image gets `coalitions` coalitions (half drawn from the Shapley kernel, half their
-    complements). `counter`, if given, accumulates the frozen model's evaluations ([n]): the
-    training cost that ViT-Shapley is compared at.
+    `objective`:
+    - "kernel": the decomposition fitted to the frozen game on `coalitions` coalitions per image
+      (half drawn from the Shapley kernel, half their complements), both ends exact. With free
+      terms its optimum is phi = the exact Shapley values and pairs = order-2 Faith-Shap.
+    - "permutation": regression of phi onto unbiased noisy targets (Stochastic Amortization,
+      Covert et al. 2024): antithetic pairs of random orders, about `coalitions` evaluations an
+      image (at least one pair, 2 (n - 1) evaluations); the optimum is the Shapley values, the
+      pair terms are left free (only phi is fitted).
+    - "mix": both on the same images, the regression term scaled by n (phi is about 1/n of v).
+    `counter`, if given, accumulates the frozen model's evaluations ([n]): the training cost
+    that ViT-Shapley is compared at.
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
     if coalitions < 2 or coalitions % 2:
         raise ValueError(f"coalitions must be an even number >= 2 (pairs), got {coalitions}")
     model.eval()                          # the frozen model runs under no_grad, never trained
@@ -168,13 +277,108 @@ def posthoc_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | No
     def loss_fn(explainer: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
         x = batch["x"]
         B, n = len(x), explainer.n_players
-        keep = paired_kernel_coalitions(n, B, coalitions // 2, gen).to(x.device)  # (B, M, N)
         with torch.no_grad():
             v_full = model(x)                                                   # (B, K)
-        v_keep = frozen_values(model, x, keep)                                  # (B, M, K)
-        if counter is not None:
-            counter[0] += B * (coalitions + 1)
+        loss = 0.0
         out = explainer.decompose(x, v_full)
-        return F.mse_loss(coalition_values(out, keep), v_keep), v_full
+        if objective in ("kernel", "mix"):
+            keep = paired_kernel_coalitions(n, B, coalitions // 2, gen).to(x.device)  # (B, M, N)
+            v_keep = frozen_values(model, x, keep)                              # (B, M, K)
+            loss = loss + F.mse_loss(coalition_values(out, keep), v_keep)
+        if objective in ("permutation", "mix"):
+            keep = antithetic_prefixes(n, B, permutation_pairs(n, coalitions), gen).to(x.device)
+            v_keep = frozen_values(model, x, keep)                              # (B, R, K)
+            target = permutation_targets(keep, v_keep, v_full, explainer.v_empty)
+            weight = n if objective == "mix" else 1.0
+            loss = loss + weight * F.mse_loss(out.shapley, target)
+        if counter is not None:
+            counter[0] += B * evals_per_image(n, coalitions, objective)
+        return loss, v_full
 
     return loss_fn
+
+
+def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
+                epochs: int | None = None, head: str = "harsanyi", rank: int = 8,
+                pairwise: bool = True, extra_blocks: int = 0, coalitions: int = 32,
+                objective: str = "kernel", lr: float = 3e-3, clip_norm: float | None = None,
+                seed: int = 0, checkpoint: str | Path | None = None,
+                progress: bool = True) -> PostHocShap:
+    """Fit a post-hoc explainer to a ViT you already trained, which stays frozen.
+
+    model: a `models.vit.ViT`, or a timm VisionTransformer (wrap it once with `models.vit.as_vit`
+    and explain that wrapped model). loader: its training images, batches of (x, y) or
+    {"x", "y"} (the labels are not used). budget: the frozen model's evaluations to spend, each
+    image costing `evals_per_image` an epoch (`coalitions` + 1 for the kernel objective), so
+    budget / (images x that) epochs, rounded, at least one; or give `epochs` instead.
+
+    The explainer (`PostHocShap`): `head` "harsanyi" (post-hoc LearnedSHAP: unary terms and,
+    with `pairwise`, rank-`rank` pair terms), "vit_shapley" (ViT-Shapley's head, unary only) or
+    "vit_shapley_pairs" (its attention block, then our unary and pair terms); `extra_blocks`
+    makes it deeper than the classifier. Trained by `posthoc_loss` with `objective` ("kernel":
+    paired Shapley-kernel coalitions, both ends exact; "permutation": regression onto
+    antithetic-permutation estimates; "mix": both), AdamW with a cosine schedule
+    (`models.train.train`), gradients clipped to `clip_norm` if given.
+
+    checkpoint: a file to save the explainer to; a second call with the same arguments loads it
+    instead of training, and a call killed mid-training resumes from `<checkpoint>.state.pt`.
+    Then `explain("learned_shap_posthoc", model, x, target, explainer=explainer)` ("vit_shapley"
+    for that head) gives the model's Shapley values in one explainer forward.
+    """
+    from models.train import load_checkpoint, save_checkpoint, seeded, train
+    from models.vit import VisionTransformer
+
+    if isinstance(model, VisionTransformer):
+        raise TypeError("wrap the timm model first and explain the wrapped one: "
+                        "model = models.vit.as_vit(timm_model); fit_posthoc(model, loader, ...)")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+    if (budget is None) == (epochs is None):
+        raise ValueError("give either budget= (frozen-model evaluations) or epochs=, not "
+                         f"{'both' if budget is not None else 'neither'}")
+    with seeded(seed):                                  # the head's initialisation
+        explainer = PostHocShap(model, rank=rank, pairwise=pairwise, head=head,
+                                extra_blocks=extra_blocks)
+    if epochs is None:
+        images = len(loader.dataset) if hasattr(loader, "dataset") else None
+        if not images:
+            raise ValueError("budget= needs a loader over a sized dataset (len(loader.dataset)); "
+                             "give epochs= instead")
+        per_epoch = images * evals_per_image(model.n_players, coalitions, objective)
+        if budget < per_epoch / 2:
+            raise ValueError(f"a budget of {budget:,} evaluations is less than half an epoch "
+                             f"({per_epoch:,}: {images:,} images, "
+                             f"{per_epoch // images} evaluations each); raise it or pass fewer "
+                             "images")
+        epochs = max(1, math.floor(budget / per_epoch + 0.5))
+    run = {"head": head, "rank": rank, "pairwise": pairwise, "extra_blocks": extra_blocks,
+           "coalitions": coalitions,
+           "objective": objective, "lr": lr,
+           "clip_norm": clip_norm, "seed": seed, "epochs": epochs,
+           "n_players": model.n_players, "n_classes": model.n_classes}
+    path = None if checkpoint is None else Path(checkpoint)
+    if path is not None and path.exists():
+        saved = load_checkpoint(path)["meta"]
+        if saved.get("run") != run:
+            raise ValueError(f"{path} holds an explainer fitted with other settings "
+                             f"({saved.get('run')}); pass another checkpoint path or delete it")
+        load_checkpoint(path, explainer)
+        if not fitted_to(explainer, model):
+            raise ValueError(f"{path} holds an explainer fitted to other weights than this "
+                             "model's; pass another checkpoint path or delete it")
+        return explainer.eval()
+    device = next(model.parameters()).device            # the explainer trains beside the model
+    first = next(iter(loader))
+    explainer.to(device).calibrate(model, (first["x"] if isinstance(first, dict) else
+                                           first[0]).to(device))
+    counter = [0]
+    start = time.perf_counter()
+    state = None if path is None else path.with_name(path.name + ".state.pt")
+    history = train(explainer, loader, epochs=epochs, lr=lr, seed=seed,
+                    loss_fn=posthoc_loss(model, coalitions, counter, objective), device=device,
+                    progress=progress, state_path=state, counter=counter, clip_norm=clip_norm)
+    if path is not None:
+        save_checkpoint(path, explainer, {"run": run, "history": history,
+                                          "frozen_evals": counter[0],
+                                          "train_seconds": time.perf_counter() - start})
+    return explainer.eval()

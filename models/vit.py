@@ -228,3 +228,28 @@ def create_vit(config: ViTConfig | str | None = None, *, pretrained: bool = Fals
                           "mean": tuple(cfg.get("mean", config.mean)),
                           "std": tuple(cfg.get("std", config.std))})
     return ViT(config, backbone)
+
+
+def as_vit(backbone: VisionTransformer, config: ViTConfig | None = None) -> ViT:
+    """A timm VisionTransformer you already have (trained, fine-tuned, loaded from a file) as a
+    `ViT` whose patches can be dropped: the same module and weights, its geometry read from it,
+    its input normalisation from its timm pretrained config (else `config`'s, else 0.5 / 0.5)."""
+    # create_vit reads a created model's config the same way but keeps its own lines: its code is
+    # part of every trained ViT's checkpoint key, and a shared helper would retrain them all
+    if isinstance(backbone, ViT):
+        return backbone
+    if not isinstance(backbone, VisionTransformer):
+        raise TypeError(f"as_vit wraps a timm VisionTransformer, got {type(backbone).__name__}")
+    config = config or ViTConfig()
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}     # set by timm.create_model only
+    pe, blocks = backbone.patch_embed, backbone.blocks
+    return ViT(ViTConfig(**{**asdict(config),
+                            "image_size": pe.img_size[0], "patch_size": pe.patch_size[0],
+                            "n_classes": backbone.num_classes, "dim": backbone.embed_dim,
+                            "depth": len(blocks), "in_chans": pe.proj.in_channels,
+                            "heads": blocks[0].attn.num_heads if len(blocks) else config.heads,
+                            "global_pool": backbone.global_pool, "fused_attn": True,
+                            "mean": tuple(cfg.get("mean", config.mean)),
+                            "std": tuple(cfg.get("std", config.std)),
+                            "timm_name": config.timm_name or cfg.get("architecture", "")}),
+               backbone)

@@ -414,6 +414,7 @@ def surrogate_vit(spec: ModelSpec) -> nn.Module:
 def posthoc_vit(spec: ModelSpec) -> nn.Module:
     kind = spec.head.get("kind", "harsanyi")
     return PostHocShap(frozen_model(spec), head=kind,
+                       extra_blocks=spec.head.get("extra_blocks", 0),
                        **({} if kind == "vit_shapley" else head_options(spec)))
 
 
@@ -434,7 +435,8 @@ def learned_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | Non
 
 
 def posthoc_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
-    return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter)
+    return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter,
+                        spec.head.get("objective", "kernel"))
 
 
 def posthoc_r3d_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:

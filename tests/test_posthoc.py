@@ -4,6 +4,7 @@ towards the frozen model's Shapley values, and it explains through `explain` at 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -185,3 +186,107 @@ def test_quick_posthoc_report_trains_measures_and_tables(tmp_path, quick_cache, 
     assert "ViT-Shapley (attention block + MLP)" in table
     trained = zoo.load("posthoc_vit_patches", quick=True, train_missing=False)
     assert trained.meta["frozen_evals"] == results[0]["frozen_evals"]
+
+
+def test_the_posthoc_objective_is_minimised_by_shapley_values_and_faith_shap_pairs():
+    """The explainer's objective with free terms, in expectation over its own coalition sampler
+    (paired Shapley-kernel sizes, a uniform subset of each size; both ends exact through the bias
+    and the efficient normalisation), on a game with interactions of every order: its gradient
+    vanishes at the order-2 Faith-Shap indices, where phi = c_i + 1/2 sum_j c_ij are the exact
+    Shapley values. The loss is quadratic in the terms, so that point is its minimum."""
+    from models.harsanyi import HeadOutput
+    from models.posthoc import efficient
+    from shapley.exact import coalition_masks, faith_shap, shapley_from_table, shapley_kernel_sizes
+
+    n, gen = 6, torch.Generator().manual_seed(5)
+    table = torch.randn(2**n, 2, generator=gen, dtype=torch.float64)           # (2^n, K)
+    table[0] = 0.3
+    masks = coalition_masks(n)                                                  # (2^n, n)
+    sizes = masks.sum(1)
+    p_size = shapley_kernel_sizes(n).double()                                   # (n + 1,)
+    counts = torch.tensor([math.comb(n, int(s)) for s in sizes], dtype=torch.float64)
+    weight = p_size[sizes] / counts                                             # (2^n,)
+    unary_fs, pairs_fs = faith_shap(table)
+
+    def expected_loss(unary, pair):
+        out = efficient(HeadOutput(None, None, unary[None], pair[None], None),
+                        table[-1][None], table[0])
+        g = coalition_values(out, masks[None])[0]                               # (2^n, K)
+        return (weight[:, None] * (g - table).square()).sum()
+
+    unary = unary_fs.clone().requires_grad_(True)
+    pair = pairs_fs.clone().requires_grad_(True)
+    expected_loss(unary, pair).backward()
+    assert unary.grad.abs().max() < 1e-10 and pair.grad.abs().max() < 1e-10
+    out = efficient(HeadOutput(None, None, unary_fs[None], pairs_fs[None], None),
+                    table[-1][None], table[0])
+    torch.testing.assert_close(out.shapley[0], shapley_from_table(table), rtol=0, atol=1e-10)
+    # a nearby symmetric point is worse
+    other = pairs_fs + 0.01 * torch.randn(pairs_fs.shape, generator=gen, dtype=torch.float64)
+    other = (other + other.transpose(0, 1)) / 2 * (1 - torch.eye(n, dtype=torch.float64))[..., None]
+    assert expected_loss(unary_fs, other) > expected_loss(unary_fs, pairs_fs)
+
+
+def test_permutation_targets_are_unbiased_and_exact_on_a_pairwise_game():
+    """The regression objective's targets: an antithetic pair of orders is exact on a game of
+    order at most 2; on any game their mean over many orders is the Shapley value."""
+    from models.posthoc import antithetic_prefixes, permutation_targets
+    from shapley.exact import coalition_masks, shapley_from_table
+
+    n, gen = 5, torch.Generator().manual_seed(3)
+    masks = coalition_masks(n)
+    bits = (masks.long() << torch.arange(n)).sum(1)
+    rand = torch.randn(2**n, 2, generator=gen, dtype=torch.float64)
+    size = masks.sum(1)
+    pairwise = torch.zeros(2**n, 2, dtype=torch.float64)    # v(S) = sum of dividends of |T| <= 2
+    for t in range(2**n):
+        if 0 < size[t] <= 2:
+            inside = (bits[:, None] & bits[t]) == bits[t]
+            pairwise += inside * rand[t]
+    for table, orders, atol in ((pairwise, 1, 1e-12), (rand, 4000, 0.05)):
+        keep = antithetic_prefixes(n, 1, orders, gen)                           # (1, R, n)
+        assert keep.shape == (1, orders * 2 * (n - 1), n)
+        index = (keep.long() << torch.arange(n)).sum(-1)                         # (1, R)
+        phi = permutation_targets(keep, table[index], table[-1][None], table[0])[0]
+        torch.testing.assert_close(phi, shapley_from_table(table), rtol=0, atol=atol)
+        torch.testing.assert_close(phi.sum(0), table[-1] - table[0])             # efficient
+
+
+@pytest.mark.parametrize("objective", ["permutation", "mix"])
+def test_the_regression_objectives_count_their_evaluations_and_train(frozen, objective):
+    from models.posthoc import evals_per_image
+
+    x = torch.rand(8, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    net = explainer_of(frozen).train()
+    counter = [0]
+    loss, _ = posthoc_loss(frozen, 16, counter, objective)(net, {"x": x}, torch.Generator())
+    loss.backward()
+    per_image = 1 + 16 + 16 if objective == "mix" else 1 + 16      # one pair: 2 x 8 prefixes
+    assert evals_per_image(9, 16, objective) == per_image and counter == [8 * per_image]
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert loss.item() > 0 and sum(float(g.abs().sum()) for g in grads) > 0
+    with pytest.raises(ValueError, match="unknown objective"):
+        posthoc_loss(frozen, 16, None, "faith")
+
+
+def test_vit_shapley_with_pairs_and_a_deeper_explainer_are_efficient_and_train(frozen, images):
+    with seeded(1):
+        attended = PostHocShap(frozen, rank=2, head="vit_shapley_pairs")
+        deeper = PostHocShap(frozen, rank=2, extra_blocks=2)
+    base = sum(p.numel() for p in explainer_of(frozen).parameters())
+    assert sum(p.numel() for p in deeper.parameters()) > base and len(deeper.extra) == 2
+    with torch.no_grad():
+        v_full = frozen(images)
+    for net in (attended, deeper):
+        net.calibrate(frozen, images)
+        att = explain("learned_shap_posthoc", frozen, images, 1, explainer=net.eval())
+        assert att.extras["pairs"].shape == (6, 9, 9)
+        torch.testing.assert_close(att.values.sum(1), (v_full - net.v_empty)[:, 1], rtol=0,
+                                   atol=1e-5)
+        loss, _ = posthoc_loss(frozen, 8)(net.train(), {"x": images}, torch.Generator())
+        loss.backward()
+        assert all(p.grad is not None for p in net.extra.parameters())
+    with pytest.raises(ValueError, match="vit_shapley needs.*vit_shapley_pairs"):
+        explain("vit_shapley", frozen, images, 0, explainer=attended.eval())
+    with pytest.raises(ValueError, match="extra_blocks must be >= 0"):
+        PostHocShap(frozen, extra_blocks=-1)

@@ -202,6 +202,31 @@ def test_a_finished_game_is_read_back_not_recomputed(tmp_path, monkeypatch):
     assert keys[0] != keys[1] and keys[0] == keys[2]     # a model listed beside it changes nothing
 
 
+def test_from_cache_computes_nothing_and_keeps_earlier_rows_marked(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path))
+    monkeypatch.setattr(scale, "co_trained", lambda *a: pytest.fail("computed a game"))
+    monkeypatch.setattr(scale, "frozen", lambda *a: pytest.fail("computed a game"))
+    old = {"kind": "co_trained", "model": "learned_vit_patches", "n_players": 16}
+    out = scale.run([16], quick=True, progress=False,
+                    fallback={"games": [old], "seconds": {"16": 7.0}})
+    assert out["games"] == [old]                     # the frozen game: neither cached nor earlier
+    assert out["seconds"]["16"] == 7.0               # the earlier run's time for the games it gave
+    # a cached game of today's checkpoints wins over the earlier row
+    s = scale.setting_for(16, quick=True)
+    key = scale.game_key("co_trained", ["learned_vit_patches", "vit_patches"], s, True,
+                         scale.QUICK["samplers"], scale.QUICK["largest"])
+    scale.write_json(scale.game_path(key), {**old, "seconds": 3.0, "fresh": True})
+    out = scale.run([16], quick=True, progress=False, fallback={"games": [old]})
+    assert out["games"][0]["fresh"] and out["seconds"]["16"] == 3.0
+    # the table's checkpoint column: today's fingerprint plain, another one marked as earlier
+    current = scale.zoo.fingerprint(scale.zoo.resolve("learned_vit_patches", True))
+    assert scale.checkpoint_cell({"name": "learned_vit_patches", "fingerprint": current},
+                                 True) == f"`{current}`"
+    assert scale.checkpoint_cell({"name": "learned_vit_patches", "fingerprint": "0123"},
+                                 True) == "`0123` (earlier)"
+    assert scale.checkpoint_cell({"name": "learned_vit_patches"}, True) == "earlier (not recorded)"
+
+
 def test_games_names_a_model_of_the_player_counts():
     with pytest.raises(SystemExit, match="no game of \\['vit_patches64'\\] at \\[16\\] players"):
         scale.main(["--quick", "--players", "16", "--games", "vit_patches64", "--no-progress"])

@@ -15,7 +15,7 @@ from tools.code_key import CodeGraph
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("data", "models", "shapley", "explainers", "evaluation", "tools", "viz",
-            "experiments")
+            "experiments", "examples")
 
 
 def is_slow(node: ast.AST) -> bool:
@@ -80,3 +80,17 @@ def test_the_fast_suite_imports_every_module():
     missing = sorted(project_modules() - fast_imports())
     assert missing == [], (f"no fast test imports {missing}: add a test that runs in `make test` "
                            "(under 5 s) for each, or import it in one")
+
+
+def test_the_readme_folder_map_names_every_folder():
+    """Every top-level folder of the repository (but hidden ones and caches) has its line in the
+    README's folder map, so a newcomer finds where each part lives."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Folder map")
+    block = readme[start:readme.index("\n## ", start + 1)]
+    listed = {line.split()[0].rstrip("/") for line in block.splitlines()
+              if line[:1].isalpha() or line[:1] == "."}
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+               and p.name not in ("build", "dist") and any(p.iterdir())}
+    missing = sorted(folders - listed)
+    assert missing == [], f"the README's folder map has no line for {missing}/: add one"

@@ -1,4 +1,4 @@
-"""The README's bad-inputs table: every case of tests/test_bad_inputs.py and what it gets.
+"""The README's bad-inputs table: every case of tools/bad_input_cases.py and what it gets.
 
 A case does one thing a user might do wrong and says what must happen: an exception of one type
 whose message matches a pattern, raised before any expensive work (the model passes that ran
@@ -134,7 +134,7 @@ def main() -> None:
     """Run the cases and rewrite the README block from what they raise now."""
     import torch
 
-    from tests.test_bad_inputs import CASES
+    from tools.bad_input_cases import CASES
     from tools.readme import replace_block
 
     torch.set_num_threads(1)

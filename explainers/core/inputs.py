@@ -147,6 +147,10 @@ def make_players(model: nn.Module, x: Tensor, feature_mask: Tensor | None,
             raise ValueError(f"tubelets must be three positive ints (t, h, w), got {grid!r}")
         mask = tubelet_feature_mask(*S, grid=tuple(grid))
         return Players(mask, int(mask.max()) + 1, "tubelets", tuple(grid))
+    if type(model).__name__ == "VisionTransformer":   # a timm ViT, not wrapped
+        raise ValueError("a timm VisionTransformer has no players as it is: wrap it once, "
+                         "model = models.vit.as_vit(model), to make its patches the players "
+                         "(dropped as tokens), or pass a feature_mask")
     raise ValueError(f"{model_name(model)} has no patch grid: pass feature_mask ({S[0]}, {S[1]}) "
                      "with player ids 0..N-1, e.g. shapley.game.patch_feature_mask(H, W, 8)")
 

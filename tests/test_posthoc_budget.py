@@ -1,0 +1,53 @@
+"""The post-hoc budget study: budgets become epochs at equal frozen-model evaluations, the screen
+carries its best candidates into the curves, and a rerun trains nothing it has."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evaluation import posthoc_budget as pb
+from models.posthoc import evals_per_image
+
+
+def test_a_budget_is_the_same_frozen_evaluations_whatever_the_objective():
+    for size in (16, 64):
+        today = pb.spec_for(size, "kernel", 1.0, 0)
+        assert today.epochs == pb.base_spec(size).epochs           # 1x is today's explainer
+        for candidate in pb.CANDIDATES:
+            spec = pb.spec_for(size, candidate, 1.0, 0)
+            per_image = evals_per_image(size, 32, spec.head.get("objective", "kernel"))
+            spent = spec.epochs * pb.n_train(spec) * per_image
+            assert abs(spent - 4_950_000) <= pb.n_train(spec) * per_image / 2   # whole epochs
+    assert pb.spec_for(16, "kernel", 0.1, 1).epochs == 3
+    assert pb.spec_for(16, "kernel", 0.1, 1).train_seed == 1
+    assert pb.spec_for(16, "vit_shapley", 1.0, 0).head["kind"] == "vit_shapley"
+
+
+def test_the_curves_carry_the_screens_best_two_and_vit_shapley():
+    rows = {c: {"size": 16, "multiple": 1.0, "seed": 0, "candidate": c,
+                "rel_l2": {"mean": e}} for c, e in zip(pb.CANDIDATES, (0.3, 0.1, 0.2, 0.5, 0.4,
+                                                                       0.6))}
+    assert pb.chosen(rows) == ["kernel_clip", "permutation"]
+    points = pb.curve_points([16], rows, quick=False)
+    assert {p[1] for p in points} == {"kernel_clip", "permutation", "vit_shapley"}
+    assert {p[3] for p in points} == {0, 1} and len(points) == 3 * 4 * 2
+    with pytest.raises(SystemExit, match="run --stage screen"):
+        pb.chosen({})
+
+
+@pytest.mark.slow
+def test_quick_study_screens_curves_and_resumes(tmp_path, monkeypatch):
+    results = pb.main(["--quick", "--sizes", "16", "--out", str(tmp_path), "--no-progress"])
+    names = {r["candidate"] for r in results["rows"]}
+    assert names == {*pb.CANDIDATES, pb.BASELINE} and len(results["chosen"]) == 2
+    for r in results["rows"]:
+        assert r["fingerprint"] and r["frozen_evals"] > 0 and r["rel_l2"]["mean"] > 0
+    assert (tmp_path / "posthoc_budget.png").stat().st_size > 10_000
+    table = (tmp_path / "posthoc_budget.md").read_text()
+    assert "| 16 | vit_shapley | 1 |" in table
+    # a second run finds every row and trains or scores nothing
+    monkeypatch.setattr(pb, "score", lambda *a, **k: pytest.fail("computed a row again"))
+    again = pb.main(["--quick", "--sizes", "16", "--out", str(tmp_path), "--no-progress"])
+    assert again["rows"] == json.loads((tmp_path / "posthoc_budget.json").read_text())["rows"]
