@@ -209,7 +209,9 @@ OBJECTIVES = ("kernel", "permutation", "mix")
 def antithetic_prefixes(n: int, groups: int, pairs: int, generator: torch.Generator) -> Tensor:
     """The coalitions an antithetic-permutation estimate evaluates: for each of `groups` inputs,
     `pairs` random orders and their reverses, each as its n - 1 proper non-empty prefixes:
-    (groups, pairs * 2 * (n - 1), n) bool, prefix t of order o at row o * (n - 1) + t - 1."""
+    (groups, pairs * 2 * (n - 1), n) bool, prefix t of order o at row o * (n - 1) + t - 1.
+    (`shapley.sampling.permutation_shapley` estimates one game at a time; here the coalitions of
+    a whole batch go through `frozen_values`' gathered path at once.)"""
     order = torch.argsort(torch.rand(groups, pairs, n, generator=generator), -1)   # (G, P, n)
     orders = torch.cat([order, order.flip(-1)], 1)                              # (G, 2P, n)
     rank = torch.argsort(orders, -1)                                            # (G, 2P, n)
@@ -325,7 +327,7 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
     Then `explain("learned_shap_posthoc", model, x, target, explainer=explainer)` ("vit_shapley"
     for that head) gives the model's Shapley values in one explainer forward.
     """
-    from models.train import load_checkpoint, save_checkpoint, seeded, train
+    from models.train import as_batch_dict, load_checkpoint, save_checkpoint, seeded, train
     from models.vit import VisionTransformer
 
     if isinstance(model, VisionTransformer):
@@ -368,9 +370,7 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
                              "model's; pass another checkpoint path or delete it")
         return explainer.eval()
     device = next(model.parameters()).device            # the explainer trains beside the model
-    first = next(iter(loader))
-    explainer.to(device).calibrate(model, (first["x"] if isinstance(first, dict) else
-                                           first[0]).to(device))
+    explainer.to(device).calibrate(model, as_batch_dict(next(iter(loader)), device)["x"])
     counter = [0]
     start = time.perf_counter()
     state = None if path is None else path.with_name(path.name + ".state.pt")
