@@ -50,7 +50,8 @@ def write_text(path: Path, text: str) -> None:
 def publish(table: str, out: Path, name: str, fig=None, figure_name: str = "",
             block: str = "", committed: bool = False) -> None:
     """A study's outputs: `<name>.md` (and the figure as `<figure_name>` when given) in `out`, and
-    the README block `block` when `out` is the committed folder (`committed`)."""
+    the generated block `block` (in the README or the docs page holding its markers) when `out`
+    is the committed folder (`committed`)."""
     from tools.readme import replace_block
     from viz.overlay import save_figure
 

@@ -87,10 +87,11 @@ SETTINGS = {
     64: Setting(("learned_vit_patches64",), "vit_patches64",
                 ("posthoc_vit_patches64", "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64,
                 (0, 1), 0.01, 0.10, 0.005),
-    196: Setting(("learned_vit_patches196", "learned_vit_patches196_w0",
-                  "learned_vit_patches196_w100"), "vit_patches196",
+    196: Setting(("learned_vit_patches196", "learned_vit_patches196_s1",
+                  "learned_vit_patches196_relative", "learned_vit_patches196_relative_s1",
+                  "learned_vit_patches196_w0", "learned_vit_patches196_w100"), "vit_patches196",
                  ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
-                 2, REFERENCE_BUDGET196, (0,), 0.02, 0.15, 0.01, grid_factor=4),
+                 2, REFERENCE_BUDGET196, (0,), 0.01, 0.15, 0.01, grid_factor=4),
 }
 # quick mode (tests): one image per class, small references and grids, a few samplers
 QUICK = {"per_class": 1, "reference_budget": {64: 1024, 196: 1568}, "largest": 4, "seeds": (0,),
@@ -113,12 +114,14 @@ def setting_for(n_players: int, quick: bool) -> Setting:
 
 def training_evals(spec: zoo.ModelSpec) -> int:
     """Model rows a co-trained LearnedSHAP ViT evaluates in training: per image and epoch, the
-    full input and one coalition for the consistency term (two with the paired sampler)."""
+    full input and one coalition for the consistency term (two with the paired sampler), plus
+    those of the model whose weights it started from."""
     n_train = {**data.dataset_options(spec.dataset), **spec.data_options}["n_train"]
+    before = training_evals(zoo.resolve(spec.init_from)) if spec.init_from else 0
     if not spec.head.get("consistency"):
-        return spec.epochs * n_train               # no consistency term: the full input only
+        return before + spec.epochs * n_train      # no consistency term: the full input only
     rows = 1 + (2 if spec.head.get("sampler") == "kernel_paired" else 1)
-    return spec.epochs * n_train * rows
+    return before + spec.epochs * n_train * rows
 
 
 def training_seconds(meta: dict) -> float:
@@ -343,6 +346,21 @@ def _shared(e: dict, quick: bool) -> str:
             f"{checkpoint_cell(e, quick)} |")
 
 
+def setting_cell(e: dict) -> str:
+    """A co-trained row's setting, with what its spec adds today: a gap relative to the game's
+    total effect, a start from another model's weights (rows of models no longer in the zoo, or
+    of other checkpoints, keep what they recorded)."""
+    try:
+        spec = zoo.resolve(e["name"], False)
+    except KeyError:
+        return e["setting"]
+    if e.get("fingerprint") != zoo.fingerprint(spec):
+        return e["setting"]
+    relative = ", gap relative to the total effect" if spec.kind == "learned_vit_relative" else ""
+    start = f", from `{spec.init_from}`" if spec.init_from else ""
+    return e["setting"] + relative + start
+
+
 def co_trained_table(results: dict) -> str:
     lines = ["| players | model | setting | accuracy (plain) | phi rel. L2 mean (max) | goal | "
              "reference (max noise) | pairs vs Faith-Shap: Pearson, rel. L2 | remainder 1 - R² | "
@@ -352,7 +370,7 @@ def co_trained_table(results: dict) -> str:
             continue
         e = g["explainers"][0]
         lines.append(
-            f"| {e['n_players']} | `{e['name']}` | {e['setting']} | {100 * e['accuracy']:.1f}% "
+            f"| {e['n_players']} | `{e['name']}` | {setting_cell(e)} | {100 * e['accuracy']:.1f}% "
             f"({100 * e['plain_accuracy']:.1f}%) | {_err(e)} | ≤ {e['goal']}, ≥ plain - "
             f"{100 * e['accuracy_tolerance']:g} pt ({_verdict(e['goal_met'])}) | {_ref(e)} | "
             f"{f(e['pair_pearson_faith'], 'mean')}, {f(e['pair_rel_l2_faith'], 'mean')} | "
@@ -405,17 +423,33 @@ def markdown(results: dict) -> str:
             "evaluations, in units of n players)**\n\n" + sampler_table(results))
 
 
+def clip_diverging(ax, points: list[float], factor: float = 30.0) -> None:
+    """Cut the panel's y-axis at `factor` times its largest one-pass error (at least 2) when a
+    sampler's curve goes far above it (shapiq's unbiased KernelSHAP reaches 1e10 at 2n), so the
+    other curves keep their resolution; the panel says so."""
+    highest = max((y for line in ax.get_lines() for y in line.get_ydata()), default=0.0)
+    top = max(2.0, factor * max(points, default=0.0))
+    if highest > top:
+        ax.set_ylim(top=top)
+        ax.text(0.02, 0.02, f"y cut at {top:.2g}: a curve reaches {highest:.2g}",
+                transform=ax.transAxes, fontsize=6, color="#d62728")
+
+
 def figure(results: dict):
     """Error against model evaluations: a curve per sampler, the one-pass explainers as points;
     one panel per player count, co-trained above, frozen below."""
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     players = results["players"]
     fig = Figure(figsize=(4.2 * len(players), 8.0), layout="constrained")
     axes = fig.subplots(2, len(players), squeeze=False)
-    colours = {name: f"C{i % 10}" for i, name in enumerate(results["samplers"])}
-    styles = {name: "-" if i < 10 else "--" for i, name in enumerate(results["samplers"])}
+    # every sampler its own colour, line style and marker (tab20 has 20 distinct colours)
+    palette = colormaps["tab20"]
+    colours = {name: palette(i % 20) for i, name in enumerate(results["samplers"])}
+    styles = {name: ("-", "--", "-.")[i % 3] for i, name in enumerate(results["samplers"])}
+    glyphs = {name: "os^vD<>ph*XP"[i % 12] for i, name in enumerate(results["samplers"])}
     markers = "o^sDvP*X"
     for row, kind in enumerate(("co_trained", "frozen")):
         for col, n in enumerate(players):
@@ -425,7 +459,8 @@ def figure(results: dict):
                 for name, curve in g["curves"].items():
                     curve = be.completed(curve)
                     ax.plot([p["evals"] for p in curve], [p["rel_l2"] for p in curve],
-                            styles[name], color=colours[name], marker=".", lw=1, label=name)
+                            styles[name], color=colours[name], marker=glyphs[name], ms=3, lw=1,
+                            label=name)
             k = 0
             for i, g in enumerate(games):
                 first = k
@@ -446,6 +481,7 @@ def figure(results: dict):
             ax.axvline(2 * n, color="#d62728", ls="--", lw=0.8)
             ax.set_xscale("log")
             ax.set_yscale("log")
+            clip_diverging(ax, [e["rel_l2"]["mean"] for g in games for e in g["explainers"]])
             ax.set_xlabel("model evaluations per explanation")
             ax.set_ylabel("rel. L2 error of phi (predicted class)")
             ax.set_title(f"{kind.replace('_', '-')}, {n} players\n(red: 2n, one antithetic pair; "
@@ -454,8 +490,8 @@ def figure(results: dict):
             points = [(h, lab) for h, lab in zip(*ax.get_legend_handles_labels())
                       if lab not in colours]
             ax.legend(*zip(*points), fontsize=6, loc="upper right")
-    handles = [Line2D([], [], ls=styles[name], color=colours[name], marker=".", label=name)
-               for name in results["samplers"]]
+    handles = [Line2D([], [], ls=styles[name], color=colours[name], marker=glyphs[name], ms=3,
+                      label=name) for name in results["samplers"]]
     fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize=7)
     fig.suptitle("Scale study: error against model evaluations, samplers (curves) and one-pass "
                  "explainers (points)")

@@ -34,7 +34,14 @@ BENCHMARK_FIGURES = ("benchmark_grid_images.png", "benchmark_grid_video.png",
 # cache is the session's (LEARNEDSHAP_CACHE), outside the copy, so nothing may appear in .cache/.
 OUTPUT_FOLDERS = ("shap_overlays/",)
 OUTPUT_FILES = NOTEBOOKS
-README = "README.md"                      # only inside its <!-- tag:begin --> ... :end --> blocks
+README = "README.md"                      # it and the docs pages: only inside their
+                                          # <!-- tag:begin --> ... :end --> blocks
+
+
+def pages_text(root: Path) -> dict[str, str]:
+    """The README and every docs page, by path relative to `root`."""
+    return {p.relative_to(root).as_posix(): p.read_text()
+            for p in [root / README, *sorted((root / "docs").glob("*.md"))]}
 
 
 def copy_repository(dest: Path) -> Path:
@@ -68,7 +75,7 @@ class QuickMakeRun:
     before: dict[str, str]         # file hashes before the run
     after: dict[str, str]          # and after it (before the reruns, which write outside it)
     final: dict[str, str]          # and after the reruns (which must not write into the copy)
-    readme_before: str
+    pages_before: dict[str, str]   # the README and docs pages before the run
     first: dict[str, bytes]        # the benchmark's folder right after its first run
     benchmark_out: Path            # that folder at the end (the comparison notebook reran it)
     rerun: Path                    # the benchmark's second run
@@ -88,7 +95,7 @@ def quick_make_run(tmp_path_factory, quick_cache: Path) -> QuickMakeRun:
                               capture_output=True, text=True, timeout=1800)
         assert done.returncode == 0, (args, done.stdout[-3000:] + done.stderr[-3000:])
 
-    before, readme_before = hashes(root), (root / README).read_text()
+    before, pages_before = hashes(root), pages_text(root)
     out = quick_cache / "benchmark-quick"            # the quick benchmark's default folder
     # the Makefile's `run` (its `results` target, the notebooks, the duration), quick mode
     run("-m", "evaluation.learned_report", "--threads", "1", "--no-progress")
@@ -101,5 +108,5 @@ def quick_make_run(tmp_path_factory, quick_cache: Path) -> QuickMakeRun:
     run("-m", "evaluation.benchmark", "--no-progress", "--out", str(reruns / "benchmark"))
     run("-m", "tools.run_notebooks", *FIGURE_NOTEBOOKS,
         LEARNEDSHAP_FIGURES=str(reruns / "figures"))
-    return QuickMakeRun(root, before, after, hashes(root), readme_before, first, out,
+    return QuickMakeRun(root, before, after, hashes(root), pages_before, first, out,
                         reruns / "benchmark", reruns / "figures")

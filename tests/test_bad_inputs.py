@@ -2,7 +2,7 @@
 
 Each case does one thing a user might do wrong, on tiny models built here: it must raise one
 exception type with a message that names the fix before any expensive work (at most `max_passes`
-model passes), or be handled as its sentence says. The README's table (tools/bad_inputs.py)
+model passes), or be handled as its sentence says. The table in docs/reliability.md (tools/bad_inputs.py)
 quotes the messages the cases raise; `test_readme_table_is_current` fails until
 `python -m tools.bad_inputs` rewrites it.
 """
@@ -40,4 +40,4 @@ def test_case_names_are_unique():
 
 def test_readme_table_is_current():
     assert readme_block() == render(CASES) + "\n", \
-        "the README's bad-inputs table is stale; run `python -m tools.bad_inputs`"
+        "the bad-inputs table (docs/reliability.md) is stale; run `python -m tools.bad_inputs`"

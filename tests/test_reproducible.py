@@ -20,6 +20,7 @@ from tests.quick_make_run import (
     OUTPUT_FILES,
     OUTPUT_FOLDERS,
     README,
+    pages_text,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ BLOCK = re.compile(r"(<!-- ([\w-]+):begin -->\n).*?(<!-- \2:end -->)", re.S)
 
 
 def outside_blocks(readme: str) -> str:
-    """The README with the text of its generated blocks removed (the markers stay)."""
+    """A page with the text of its generated blocks removed (the markers stay)."""
     return BLOCK.sub(lambda m: m.group(1) + m.group(3), readme)
 
 
@@ -73,7 +74,8 @@ def test_a_rerun_draws_byte_identical_notebook_figures(quick_make_run):
 
 # --- writes only to the listed outputs ----------------------------------------------------------
 def allowed(path: str) -> bool:
-    return path.startswith(OUTPUT_FOLDERS) or path in OUTPUT_FILES or path == README
+    page = path == README or (path.startswith("docs/") and path.endswith(".md"))
+    return path.startswith(OUTPUT_FOLDERS) or path in OUTPUT_FILES or page
 
 
 @pytest.mark.slow
@@ -81,9 +83,11 @@ def test_a_quick_make_run_writes_only_the_listed_outputs(quick_make_run):
     before, after = quick_make_run.before, quick_make_run.after
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     assert [p for p in changed if not allowed(p)] == [], "written outside the README's outputs"
-    readme = (quick_make_run.root / README).read_text()
-    assert outside_blocks(readme) == outside_blocks(quick_make_run.readme_before), \
-        "the README changed outside its generated blocks"
+    pages = pages_text(quick_make_run.root)
+    assert pages.keys() == quick_make_run.pages_before.keys()
+    for path, text in pages.items():
+        assert outside_blocks(text) == outside_blocks(quick_make_run.pages_before[path]), \
+            f"{path} changed outside its generated blocks"
     # the run did write its outputs: the executed notebooks and their figures in the copy
     assert set(NOTEBOOKS) <= set(changed)
     assert any(p.startswith("shap_overlays/") and p.endswith(".png") for p in changed)

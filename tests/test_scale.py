@@ -74,13 +74,17 @@ def test_quadratic_samplers_are_skipped_beyond_64_players_with_a_reason():
 
 
 def test_training_evals_count_every_row_the_model_sees():
-    spec = zoo.SCALE_SPECS["learned_vit_patches196"]
+    spec = zoo.SCALE_SPECS["learned_vit_patches196_w100"]
     paired = replace(spec, head={**spec.head, "sampler": "kernel_paired"})
     uniform = replace(spec, head={**spec.head, "sampler": "uniform"})
     # 28 epochs of 5,000 images: the full input and a coalition (with its complement if paired)
     assert scale.training_evals(paired) == 28 * 5000 * 3
     assert scale.training_evals(uniform) == 28 * 5000 * 2
     assert scale.training_evals(zoo.SCALE_SPECS["learned_vit_patches196_w0"]) == 28 * 5000
+    # a model started from the plain ViT's weights also pays for the plain ViT's 28 epochs
+    ramped = zoo.SCALE_SPECS["learned_vit_patches196"]
+    assert ramped.init_from == "vit_patches196"
+    assert scale.training_evals(ramped) == 28 * 5000 + 16 * 5000 * 2
 
 
 def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():

@@ -9,6 +9,7 @@ only the slow tests reach would go unchecked in a contributor's edit-test loop.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tools.code_key import CodeGraph
@@ -94,3 +95,19 @@ def test_the_readme_folder_map_names_every_folder():
                and p.name not in ("build", "dist") and any(p.iterdir())}
     missing = sorted(folders - listed)
     assert missing == [], f"the README's folder map has no line for {missing}/: add one"
+
+
+def test_the_readme_is_a_front_page_and_every_link_resolves():
+    """The README fits about two screens and links every docs page; no page links a missing
+    file (a moved figure or page breaks a link silently otherwise)."""
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 250, "the README is a front page: move detail "\
+        "to a docs/ page"
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    linked = set(re.findall(r"\]\((docs/[^)#\s]+)\)", readme.read_text()))
+    unlinked = [p.name for p in pages if f"docs/{p.name}" not in linked]
+    assert unlinked == [], f"no README link to {unlinked}"
+    broken = [(page.name, target) for page in [readme, *pages]
+              for target in re.findall(r"\]\(([^)#\s]+)[^)]*\)", page.read_text())
+              if "://" not in target and not (page.parent / target).exists()]
+    assert broken == [], f"links to missing files (page, target): {broken}"

@@ -1,4 +1,4 @@
-"""The README's bad-inputs table: every case of tools/bad_input_cases.py and what it gets.
+"""The bad-inputs table in docs/reliability.md: every case of tools/bad_input_cases.py, run.
 
 A case does one thing a user might do wrong and says what must happen: an exception of one type
 whose message matches a pattern, raised before any expensive work (the model passes that ran
@@ -6,7 +6,7 @@ before it are counted), or "handled", with a check of the result and a sentence 
 The table quotes each message as the code raises it now, with temporary paths as `<tmp>`, so it
 is the same on every machine and cannot drift from the code:
 
-    python -m tools.bad_inputs          # rewrite the README block `bad_inputs`
+    python -m tools.bad_inputs          # rewrite the block `bad_inputs` (docs/reliability.md)
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from torch import nn
 from explainers.core.model_kind import evaluation_points
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 BLOCK = "bad_inputs"
 MAX_MESSAGE = 300                       # longer messages keep their start and their end (the fix)
 
@@ -114,7 +113,7 @@ def row(case: Case) -> str:
 
 
 def render(cases: list[Case]) -> str:
-    """The README block: one row per case, then the counts."""
+    """The block: one row per case, then the counts."""
     errors = sum(case.error is not None for case in cases)
     return "\n".join([
         "| bad input | what you get | model passes before it |", "|---|---|---|",
@@ -123,24 +122,31 @@ def render(cases: list[Case]) -> str:
         f"{len(cases) - errors} are handled."])
 
 
-def readme_block(readme: Path = README) -> str | None:
-    """The text between the README's `bad_inputs` markers (tools.readme's format)."""
-    m = re.search(rf"<!-- {BLOCK}:begin -->\n(.*?)<!-- {BLOCK}:end -->", readme.read_text(),
+def readme_block(root: Path = ROOT) -> str | None:
+    """The text between the `bad_inputs` markers (tools.readme's format), in the README or the
+    docs page that holds them."""
+    from tools.readme import block_file
+
+    page = block_file(BLOCK, root)
+    if page is None:
+        return None
+    m = re.search(rf"<!-- {BLOCK}:begin -->\n(.*?)<!-- {BLOCK}:end -->", page.read_text(),
                   flags=re.S)
-    return m.group(1) if m else None
+    return m.group(1)
 
 
 def main() -> None:
-    """Run the cases and rewrite the README block from what they raise now."""
+    """Run the cases and rewrite the block from what they raise now."""
     import torch
 
     from tools.bad_input_cases import CASES
-    from tools.readme import replace_block
+    from tools.readme import block_file, replace_block
 
     torch.set_num_threads(1)
     if not replace_block(BLOCK, render(CASES)):
-        raise SystemExit(f"{README} has no <!-- {BLOCK}:begin --> ... :end --> markers")
-    print(f"README.md: {len(CASES)} bad inputs")
+        raise SystemExit(f"neither README.md nor a docs/ page has <!-- {BLOCK}:begin --> ... "
+                         ":end --> markers")
+    print(f"{block_file(BLOCK).relative_to(ROOT)}: {len(CASES)} bad inputs")
 
 
 if __name__ == "__main__":

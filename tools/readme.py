@@ -1,4 +1,5 @@
-"""Keep generated tables in the README current: text between `<!-- TAG:begin -->` and `:end -->`."""
+"""Keep generated tables current: the text between `<!-- TAG:begin -->` and `:end -->`, in the
+README or in the docs page that holds the tag's markers."""
 
 from __future__ import annotations
 
@@ -8,20 +9,45 @@ from pathlib import Path
 
 from tools.files import locked, write_atomic
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
-def replace_block(tag: str, text: str, readme: Path = README) -> bool:
-    """Put `text` between the README's `tag` markers; False when the markers are missing."""
-    if not readme.exists():
+def pages(root: Path = ROOT) -> list[Path]:
+    """The files generated blocks may live in: the README and every page of docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def markers(tag: str) -> re.Pattern:
+    return re.compile(rf"(<!-- {re.escape(tag)}:begin -->\n).*?(<!-- {re.escape(tag)}:end -->)",
+                      re.S)
+
+
+def block_file(tag: str, root: Path = ROOT) -> Path | None:
+    """The page holding `tag`'s markers (None when no page does)."""
+    return next((p for p in pages(root) if p.exists() and markers(tag).search(p.read_text())),
+                None)
+
+
+def block_text(tag: str, root: Path = ROOT) -> str | None:
+    """The text between `tag`'s markers, wherever they are."""
+    page = block_file(tag, root)
+    return None if page is None else markers(tag).search(page.read_text()).group(0)
+
+
+def replace_block(tag: str, text: str, readme: Path | None = None) -> bool:
+    """Put `text` between `tag`'s markers, in `readme` when given, else in the README or the docs
+    page that holds them; False when the markers are missing."""
+    page = readme if readme is not None else block_file(tag)
+    if page is None or not page.exists():
         return False
     # concurrent runs each replace their own blocks: read, edit and write under one lock
-    lock = Path(os.environ.get("LEARNEDSHAP_CACHE", readme.parent / ".cache")) / "readme.lock"
+    checkout = page.parent.parent if page.parent.name == "docs" else page.parent
+    lock = Path(os.environ.get("LEARNEDSHAP_CACHE", checkout / ".cache")) / "readme.lock"
     with locked(lock):
-        old = readme.read_text()
-        pattern = rf"(<!-- {re.escape(tag)}:begin -->\n).*?(<!-- {re.escape(tag)}:end -->)"
-        new, count = re.subn(pattern, lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2),
-                             old, flags=re.S)
+        old = page.read_text()
+        new, count = markers(tag).subn(
+            lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), old)
         if count and new != old:
-            write_atomic(readme, new)
+            write_atomic(page, new)
     return bool(count)
