@@ -88,7 +88,6 @@ SETTINGS = {
                 ("posthoc_vit_patches64", "vit_shapley_vit_patches64"), 4, REFERENCE_BUDGET64,
                 (0, 1), 0.01, 0.10, 0.005),
     196: Setting(("learned_vit_patches196", "learned_vit_patches196_s1",
-                  "learned_vit_patches196_relative", "learned_vit_patches196_relative_s1",
                   "learned_vit_patches196_w0", "learned_vit_patches196_w100"), "vit_patches196",
                  ("posthoc_vit_patches196", "vit_shapley_vit_patches196"),
                  2, REFERENCE_BUDGET196, (0,), 0.01, 0.15, 0.01, grid_factor=4),
@@ -347,18 +346,16 @@ def _shared(e: dict, quick: bool) -> str:
 
 
 def setting_cell(e: dict) -> str:
-    """A co-trained row's setting, with what its spec adds today: a gap relative to the game's
-    total effect, a start from another model's weights (rows of models no longer in the zoo, or
-    of other checkpoints, keep what they recorded)."""
+    """A co-trained row's setting, with what its spec adds today: a start from another model's
+    weights (rows of models no longer in the zoo, or of other checkpoints, keep what they
+    recorded)."""
     try:
         spec = zoo.resolve(e["name"], False)
     except KeyError:
         return e["setting"]
     if e.get("fingerprint") != zoo.fingerprint(spec):
         return e["setting"]
-    relative = ", gap relative to the total effect" if spec.kind == "learned_vit_relative" else ""
-    start = f", from `{spec.init_from}`" if spec.init_from else ""
-    return e["setting"] + relative + start
+    return e["setting"] + (f", from `{spec.init_from}`" if spec.init_from else "")
 
 
 def co_trained_table(results: dict) -> str:

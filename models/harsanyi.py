@@ -318,39 +318,3 @@ def learned_shap_loss(consistency: float = 1.0, warmup_steps: int = 0, sampler: 
         return loss, full.logits
 
     return loss_fn
-
-
-def relative_learned_shap_loss(consistency: float = 1.0, warmup_steps: int = 0,
-                               sampler: str = "uniform"):
-    """`learned_shap_loss` with the consistency gap measured relative to the game's size: the
-    mean squared gap over the batch's mean squared total effect (v(N) - v(empty))^2, over images
-    and classes, held fixed within the step (no gradient through it).
-
-    In absolute logits a model can meet the consistency term by shrinking its logits instead of
-    making its game pairwise: at 196 patches the co-trained ViT did, with margins of 0.6 logits
-    (6 to 7 at 16 and 64 patches) and phi spread evenly over the patches (every token carries
-    the class after attention), the decomposition then fitting a game that is nearly a function
-    of how many patches are present. Measured relative to the effect the Shapley values share
-    out, shrinking the logits no longer lowers the term; localising the evidence does.
-    """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown coalition sampler {sampler!r}; choose one of {SAMPLERS}")
-    step = 0
-
-    def loss_fn(model: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
-        nonlocal step
-        weight = consistency * min(1.0, step / warmup_steps) if warmup_steps else consistency
-        step += 1
-        x, y = batch["x"], batch["y"]
-        full = model.explain(x)
-        loss = F.cross_entropy(full.logits, y)
-        if weight > 0:
-            keep = training_coalitions(sampler, len(x), model.n_players, gen, x.device)
-            gap = consistency_loss(model, full, x, keep)
-            if sampler == "kernel_paired":
-                gap = (gap + consistency_loss(model, full, x, ~keep)) / 2
-            size = ((full.logits - full.bias) ** 2).mean().detach().clamp_min(1e-6)   # ()
-            loss = loss + weight * gap / size
-        return loss, full.logits
-
-    return loss_fn

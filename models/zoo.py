@@ -29,12 +29,7 @@ from torch import nn
 
 import data
 from models import distributed
-from models.harsanyi import (
-    LearnedShapR3D,
-    LearnedShapViT,
-    learned_shap_loss,
-    relative_learned_shap_loss,
-)
+from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
 from models.patch_vit import LearnedShapPatchViT
 from models.posthoc import PostHocShap, posthoc_loss
 from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
@@ -218,16 +213,6 @@ SCALE_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
                 train_seed=seed,
                 description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, consistency 100 "
                             f"ramped from the plain ViT's features, training seed {seed}")
-      for suffix, seed in (("", 0), ("_s1", 1))),
-    # the same recipe with the consistency gap relative to the game's total effect
-    # (models.harsanyi.relative_learned_shap_loss): the models above met the absolute gap by
-    # shrinking their logits (margins of 0.6) with phi spread evenly over the patches
-    *(ModelSpec(f"learned_vit_patches196_relative{suffix}", "learned_vit_relative",
-                "patch_game", VIT196, epochs=16, head={**_head(100.0), "warmup_epochs": 4},
-                plain="vit_patches196", data_options=PATCH196, quick=QUICK196,
-                init_from="vit_patches196", train_seed=seed,
-                description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, relative consistency "
-                            f"100 ramped from the plain ViT's features, training seed {seed}")
       for suffix, seed in (("", 0), ("_s1", 1))),
     # the same head without the consistency loss: what the head itself costs in accuracy
     ModelSpec("learned_vit_patches196_w0", "learned_vit", "patch_game", VIT196, epochs=28,
@@ -458,14 +443,6 @@ def learned_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | Non
                              sampler=spec.head.get("sampler", "uniform"))
 
 
-def relative_learned_loss(spec: ModelSpec, steps_per_epoch: int,
-                          counter: list[int] | None) -> LossFn:
-    # as learned_loss, the consistency gap relative to the game's total effect
-    warmup = round(spec.head.get("warmup_epochs", 1) * steps_per_epoch)
-    return relative_learned_shap_loss(spec.head.get("consistency", 1.0), warmup_steps=warmup,
-                                      sampler=spec.head.get("sampler", "uniform"))
-
-
 def posthoc_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
     return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter,
                         spec.head.get("objective", "kernel"))
@@ -505,7 +482,6 @@ KINDS: dict[str, Kind] = {
     "r3d": Kind(backbone, plain_loss),
     "resnet": Kind(backbone, plain_loss),
     "learned_vit": Kind(learned_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
-    "learned_vit_relative": Kind(learned_vit, relative_learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "learned_patch_vit": Kind(learned_patch_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "learned_r3d": Kind(learned_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
     "learned_tubelet_r3d": Kind(learned_tubelet_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from models.harsanyi import (
     HarsanyiHead,
@@ -12,7 +12,6 @@ from models.harsanyi import (
     LearnedShapViT,
     consistency_loss,
     learned_shap_loss,
-    relative_learned_shap_loss,
 )
 from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.train import seeded
@@ -209,39 +208,6 @@ def test_learned_shap_loss_trains_backbone_and_head_and_consistency_switch():
         loss.backward()
         assert model.head.pair_weight.grad.abs().sum() > 0
         assert model.backbone.backbone.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
-
-
-def test_relative_consistency_is_the_gap_over_the_total_effect_and_ignores_the_logit_scale():
-    batch = {"x": torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(6)),
-             "y": torch.randint(0, 4, (8,), generator=torch.Generator().manual_seed(7))}
-    model = away_from_init(tiny_learned_vit())
-    with torch.no_grad():
-        model.head.bias.copy_(torch.tensor([0.3, -0.2, 0.1, 0.0]))
-
-    def terms(scale: float) -> tuple[Tensor, Tensor, Tensor]:
-        with torch.no_grad():                  # every term and the bias times `scale`
-            for p in (model.head.unary_weight, model.head.pair_sign, model.head.bias):
-                p.mul_(scale)
-        try:
-            loss, logits = relative_learned_shap_loss(1000.0)(
-                model, batch, torch.Generator().manual_seed(8))
-            absolute, _ = learned_shap_loss(1000.0)(model, batch, torch.Generator().manual_seed(8))
-            full = model.explain(batch["x"])
-        finally:
-            with torch.no_grad():
-                for p in (model.head.unary_weight, model.head.pair_sign, model.head.bias):
-                    p.div_(scale)
-        ce = F.cross_entropy(logits, batch["y"])
-        return loss - ce, absolute - ce, ((full.logits - full.bias) ** 2).mean()
-
-    relative, absolute, size = terms(1.0)
-    torch.testing.assert_close(relative, absolute / size)       # the definition, same coalitions
-    # ten times smaller logits: the absolute gap falls a hundredfold, the relative one stays
-    small_relative, small_absolute, _ = terms(0.1)
-    torch.testing.assert_close(small_absolute, absolute / 100, rtol=1e-3, atol=0)
-    torch.testing.assert_close(small_relative, relative, rtol=1e-3, atol=0)
-    with pytest.raises(ValueError, match="unknown coalition sampler"):
-        relative_learned_shap_loss(1.0, sampler="nope")
 
 
 def test_learned_r3d_masks_tubelets_with_its_baseline():
