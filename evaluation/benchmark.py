@@ -491,7 +491,7 @@ def run_benchmark(settings: Settings, out: Path, progress: bool = True) -> dict:
 
 
 def write_results(results: dict, out: Path) -> dict:
-    """results.json (no timings), results_timing.json and results.md in `out`; the README's block
+    """results.json (no timings), results_timing.json and results.md in `out`; the block
     too for the committed results. Returns the results as written, timings merged back."""
     results = json_ready(results)
     stable, timing = split_fields(results, TIMING_FIELDS)
@@ -499,7 +499,7 @@ def write_results(results: dict, out: Path) -> dict:
     write_json(out / TIMING, timing or {})
     markdown = render(results)
     write_text(out / "results.md", markdown)
-    if out.resolve() == DEFAULT_OUT.resolve():      # the committed results: show them in the README
+    if out.resolve() == DEFAULT_OUT.resolve():      # the committed results: show them in docs
         replace_block("results", re.sub(r"(?m)^#", "###", markdown))
     return results
 

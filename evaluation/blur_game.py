@@ -21,7 +21,7 @@ keep every patch as one node of shap's tree (so that summing shap's pixel values
 patch-level Owen values) and which cut patches apart. Models: the ViT and the 2D ResNet (resnet18
 topology) on patch-game images, the 3D-ResNet on motion clips. Writes `blur_game.json`,
 `blur_game.md`, the figures `shap_blur_workflow.png` (error against evaluations) and
-`shap_blur_topk.png` (shap's top-3 classes, drawn as shap users expect) and a README block.
+`shap_blur_topk.png` (shap's top-3 classes, drawn as shap users expect) and the block in docs/shap-workflows.md.
 
     python -m evaluation.blur_game [--quick] [--models vit_patches resnet_patches r3d_video]
 

@@ -17,8 +17,8 @@ every residual block of the 2D ResNet (resnet18 topology, patch-game images) and
   the map as it is and after equal-mass rescaling (r = 0.3);
 - each layer's receptive field (`receptive_field`), the x-axis of the figure.
 
-Writes `layers.json`, `layers.md`, the figure `shap_cam_layers.png` (per-layer curves) and a README
-block. About 15 minutes on 2 cores: `make layers`.
+Writes `layers.json`, `layers.md`, the figure `shap_cam_layers.png` (per-layer curves) and the
+block in docs/shap-workflows.md. About 15 minutes on 2 cores: `make layers`.
 
     python -m evaluation.layers [--quick] [--models resnet_patches r3d_video]
 """

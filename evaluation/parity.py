@@ -24,7 +24,7 @@ test images, this measures
   (order-2 Faith-Shap, fitted to all 2^16 coalitions) on the same coalitions, i.e. how far the
   model's game is from any pairwise one.
 
-Writes `parity.json`, `parity.md` and the README block `parity`.
+Writes `parity.json`, `parity.md` and the block `parity` in docs/exactness-cost.md.
 
     python -m evaluation.parity [--quick]
 """

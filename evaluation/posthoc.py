@@ -7,7 +7,7 @@ objective at the same cost): phi against the reference values of the frozen mode
 test images from every class, its efficiency gap, the pair terms against exact Faith-Shap (16),
 and what it cost: frozen-model evaluations and seconds of training, and model rows per
 explanation. Heavy (the explainers train for minutes each), so it runs under its own target and
-its results are committed: `shap_overlays/posthoc.json`, `posthoc.md` and a README block.
+its results are committed: `shap_overlays/posthoc.json`, `posthoc.md` and the block in docs/posthoc.md.
 
     python -m evaluation.posthoc [--quick] [--models posthoc_vit_patches ...]
 """

@@ -20,7 +20,7 @@ And the causes, measured on every co-trained model: **leakage** (removing one tu
 tubelets' tokens: mean relative change over the other tubelets) and the **empty clip** (v(empty)
 of the model's game against the head's bias: the mean absolute gap in the predicted class's logit,
 and how much it varies between clips). Writes `video.json`, `video.md`, the figure
-`video_error_vs_evals.png` and the README block `video`.
+`video_error_vs_evals.png` and the block `video` in docs/video.md.
 
     python -m evaluation.video [--quick]
 

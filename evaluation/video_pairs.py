@@ -27,7 +27,7 @@ the learned head's c_ij), in the predicted class, on the same stratified test cl
 
 Magnitudes, because a pair the model depends on may lower the class together as well as raise
 it. Writes `video_pairs.json`, `video_pairs.md`, the figure `learnedSHAP_video_pairs.png` and the
-README block `video_pairs`.
+block `video_pairs` in docs/video.md.
 
     python -m evaluation.video_pairs [--quick]
 """

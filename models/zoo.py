@@ -2,7 +2,7 @@
 
 `load("vit_patches")` returns a trained model, training it first if its checkpoint is missing or
 stale. `python -m models.zoo build` trains every default model (what `make build` runs) and writes
-their test accuracies to `shap_overlays/models.json`, `shap_overlays/models.md` and the README.
+their test accuracies to `shap_overlays/models.json`, `shap_overlays/models.md` and docs/reproduce.md.
 
 Checkpoints are cached in `<cache>/models/` (git-ignored; `LEARNEDSHAP_CACHE` moves it) under a
 fingerprint of the spec and of the code that trains it (`tools.code_key`: the definitions its
@@ -111,8 +111,8 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               description="3D-ResNet on synthetic motion clips (8x32x32)"),
     # The three LearnedSHAP ViTs train with the setting that `python -m evaluation.sweep` chose
     # under the co-trained recipe: the most faithful one whose accuracy (mean of 3 training seeds)
-    # is within 0.5 point of the plain head's, no seed 1.5 points below. See the README's
-    # trade-off section for what it costs.
+    # is within 0.5 point of the plain head's, no seed 1.5 points below. See docs/sweep.md
+    # for what it costs.
     ModelSpec("learned_vit_patches", "learned_vit", "patch_game", {"n_classes": 4}, epochs=10,
               head=SWEEP_CHOICE["vit_patches"], plain="vit_patches",
               quick={"epochs": 2, "data_options": {"n_train": 256, "n_test": 128}},
@@ -189,11 +189,11 @@ POSTHOC_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 
 # The scale study's 196-player setting (`python -m evaluation.scale`, make scale): 112 x 112
 # patch-game images cut into 8-px patches (14 x 14 players), the 64-patch ViT's narrow shape with
-# a longer sequence. Its plain model, co-trained LearnedSHAP ViTs (the sweep's rule setting at 64
-# patches, and the strong setting that was exact there at seed 0), and the two post-hoc
-# explainers of the plain model at equal cost. 10 to 33 minutes each on 2 cores, so `make build` leaves
-# them out. The post-hoc pair trains 8 epochs, not 30: at 196 tokens an epoch of 5,000 images
-# with 32 coalitions each cost 78 to 98 s here, 3.9 to 5.4 times the 64-patch one (15 to 20 s).
+# a longer sequence. Its plain model, co-trained LearnedSHAP ViTs (the recipe on two training
+# seeds, and the head without consistency), and the two post-hoc explainers of the plain model at
+# equal cost. 6 to 33 minutes each on 2 cores, so `make build` leaves them out. The post-hoc pair
+# trains 8 epochs, not 30: at 196 tokens an epoch of 5,000 images with 32 coalitions each cost
+# 78 to 98 s here, 3.9 to 5.4 times the 64-patch one (15 to 20 s).
 VIT196 = {**VIT64, "image_size": 112}
 PATCH196 = {"image_size": 112}
 QUICK196 = {"epochs": 1, "data_options": {"n_train": 64, "n_test": 32}}
@@ -219,12 +219,6 @@ SCALE_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
               head=_head(0.0, "kernel_paired"), plain="vit_patches196",
               data_options=PATCH196, quick=QUICK196,
               description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, no consistency loss"),
-    # the consistency weight that made the 64-patch game nearly pairwise (rel. L2 0.0048 there):
-    # does a stronger consistency term make the head faithful at 196 players, and at what accuracy
-    ModelSpec("learned_vit_patches196_w100", "learned_vit", "patch_game", VIT196, epochs=28,
-              head=_head(100.0, "kernel_paired"), plain="vit_patches196",
-              data_options=PATCH196, quick=QUICK196,
-              description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, consistency 100"),
     ModelSpec("posthoc_vit_patches196", "posthoc_vit", "patch_game", VIT196, epochs=8,
               head={"rank": 8, "pairwise": True, "coalitions": 32}, plain="vit_patches196",
               data_options=PATCH196, quick=QUICK196,
@@ -473,7 +467,7 @@ class Kind:
 
 # The co-trained LearnedSHAP recipe clips every step's gradient to norm 1 (as ViT-Shapley
 # trains its explainer): without it a strong consistency weight trained exact and accurate at
-# one seed and collapsed at another (the README's trade-off section measures both).
+# one seed and collapsed at another (docs/sweep.md measures both).
 RECIPE_CLIP_NORM = 1.0
 
 
@@ -670,7 +664,7 @@ def accuracy_table(rows: list[dict]) -> str:
 
 
 def write_results(rows: list[dict], out_dir: Path = RESULTS_DIR) -> None:
-    """Save the accuracies (json + markdown) and refresh the README table between its markers."""
+    """Save the accuracies (json + markdown) and refresh the table between its markers (docs/reproduce.md)."""
     write_atomic(out_dir / "models.json", json.dumps(rows, indent=2) + "\n")
     table = accuracy_table(rows)
     write_atomic(out_dir / "models.md", table + "\n")

@@ -74,7 +74,8 @@ def test_quadratic_samplers_are_skipped_beyond_64_players_with_a_reason():
 
 
 def test_training_evals_count_every_row_the_model_sees():
-    spec = zoo.SCALE_SPECS["learned_vit_patches196_w100"]
+    spec = zoo.SCALE_SPECS["learned_vit_patches196_w0"]
+    spec = replace(spec, head={**spec.head, "consistency": 100.0})
     paired = replace(spec, head={**spec.head, "sampler": "kernel_paired"})
     uniform = replace(spec, head={**spec.head, "sampler": "uniform"})
     # 28 epochs of 5,000 images: the full input and a coalition (with its complement if paired)
