@@ -472,6 +472,7 @@ def run_benchmark(settings: Settings, out: Path, progress: bool = True) -> dict:
         "config": {**asdict(settings), "versions": versions(),
                    "date": datetime.datetime.now().isoformat(timespec="seconds"),
                    "targets": "predicted class", "example_seed": EXAMPLE_SEED,
+                   "checkpoints": {n: t.meta.get("fingerprint") for n, t in sorted(trained.items())},
                    "rescale_share": RESCALE_SHARE, "average_drop_baseline": "blur",
                    "platform": platform.platform(), "cpu_count": os.cpu_count()},
     }

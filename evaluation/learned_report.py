@@ -165,6 +165,7 @@ def report(name: str, per_class: int, quick: bool | None = None,
     return {"model": name, "n_players": model.n_players, "reference": refs[0].describe(),
             "classes": ex.classes, "per_class": per_class,
             "accuracy": trained.meta["accuracy"], "plain_head_accuracy": plain.meta["accuracy"],
+            "fingerprint": trained.meta.get("fingerprint"),
             "agreement": {k: v for k, v in learned.items() if k != "examples"},
             "cost": forward_cost(model, plain.model, batch),
             "examples": learned["examples"]}
@@ -181,8 +182,8 @@ def markdown(results: list[dict]) -> str:
              "Pearson mean (min) | rel. L2 mean (max) | max efficiency gap | remainder 1 - R² | "
              "pairs vs Faith-Shap: Pearson, rel. L2 | "
              "pairs vs Harsanyi (Pearson): all (true-pair images) | "
-             "pairs vs truth (AUROC, true class) | time vs plain forward |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "pairs vs truth (AUROC, true class) | time vs plain forward | checkpoint |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r["agreement"]
         noise = a["max_reference_noise"]
@@ -198,7 +199,8 @@ def markdown(results: list[dict]) -> str:
             f"{f(a.get('pair_pearson_faith'), 'mean')}, {f(a.get('pair_rel_l2_faith'), 'mean')} | "
             f"{f(a['pair_pearson_harsanyi'], 'mean')} "
             f"({f(a['pair_pearson_harsanyi_true_pair'], 'mean')}) | "
-            f"{f(a['pair_auroc_truth'], 'mean')} | x{r['cost']['ratio']:.2f} |")
+            f"{f(a['pair_auroc_truth'], 'mean')} | x{r['cost']['ratio']:.2f} | "
+            f"`{r.get('fingerprint') or 'not recorded'}` |")
     return "\n".join(lines)
 
 

@@ -18,7 +18,15 @@ def config_line(config: dict) -> str:
             f"GradientSHAP {config['n_samples']} samples, IG {config['ig_steps']} steps, sampler "
             f"budgets {config['budgets']} (x 2n), quick={config['quick']}, {config['threads']} "
             f"torch thread(s); torch {v['torch']}, timm {v['timm']}, shap {v['shap']}, captum "
-            f"{v['captum']}, shapiq {v['shapiq']}; {config['date']}.")
+            f"{v['captum']}, shapiq {v['shapiq']}; {config['date']}."
+            + checkpoints_sentence(config.get("checkpoints")))
+
+
+def checkpoints_sentence(checkpoints: dict | None) -> str:
+    """Which checkpoint of each model the tables measured (their fingerprints)."""
+    if not checkpoints:
+        return ""
+    return " Checkpoints: " + ", ".join(f"{name} `{fp}`" for name, fp in checkpoints.items()) + "."
 
 
 def scope_sentence(results: dict) -> str:

@@ -41,3 +41,17 @@ def test_every_sweep_row_is_of_todays_checkpoints():
     rows = sweep.load_rows(RESULTS / "sweep.json")
     assert len(sweep.current(rows, quick=False)) == len(rows), \
         "sweep.json holds rows of other checkpoints than today's: rerun `make sweep`"
+
+
+def test_the_report_and_the_benchmark_name_todays_checkpoints():
+    """`make run`'s tables measured today's checkpoints: a code change that retrains a model
+    fails this until `make run` has run again."""
+    report = json.loads((RESULTS / "learned_shap.json").read_text())
+    measured = {r["model"]: r.get("fingerprint") for r in report}
+    measured |= json.loads((RESULTS / "results.json").read_text())["config"].get("checkpoints", {})
+    assert {"learned_vit_patches", "vit_patches"} <= set(measured), \
+        "learned_shap.json or results.json records no fingerprints: rerun `make run`"
+    stale = [(name, fp, zoo.fingerprint(zoo.resolve(name, False)))
+             for name, fp in sorted(measured.items())]
+    stale = [s for s in stale if s[1] != s[2]]
+    assert not stale, f"`make run` measured other checkpoints (model, measured, now): {stale}"
