@@ -123,16 +123,10 @@ def render(cases: list[Case]) -> str:
 
 
 def readme_block(root: Path = ROOT) -> str | None:
-    """The text between the `bad_inputs` markers (tools.readme's format), in the README or the
-    docs page that holds them."""
-    from tools.readme import block_file
+    """The text between the `bad_inputs` markers, in the README or the docs page holding them."""
+    from tools.readme import block_text
 
-    page = block_file(BLOCK, root)
-    if page is None:
-        return None
-    m = re.search(rf"<!-- {BLOCK}:begin -->\n(.*?)<!-- {BLOCK}:end -->", page.read_text(),
-                  flags=re.S)
-    return m.group(1)
+    return block_text(BLOCK, root)
 
 
 def main() -> None:

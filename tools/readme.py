@@ -19,7 +19,8 @@ def pages(root: Path = ROOT) -> list[Path]:
 
 
 def markers(tag: str) -> re.Pattern:
-    return re.compile(rf"(<!-- {re.escape(tag)}:begin -->\n).*?(<!-- {re.escape(tag)}:end -->)",
+    """The tag's block: its begin marker, the text between, its end marker (three groups)."""
+    return re.compile(rf"(<!-- {re.escape(tag)}:begin -->\n)(.*?)(<!-- {re.escape(tag)}:end -->)",
                       re.S)
 
 
@@ -30,9 +31,9 @@ def block_file(tag: str, root: Path = ROOT) -> Path | None:
 
 
 def block_text(tag: str, root: Path = ROOT) -> str | None:
-    """The text between `tag`'s markers, wherever they are."""
+    """The text between `tag`'s markers, wherever they are (None when no page has them)."""
     page = block_file(tag, root)
-    return None if page is None else markers(tag).search(page.read_text()).group(0)
+    return None if page is None else markers(tag).search(page.read_text()).group(2)
 
 
 def replace_block(tag: str, text: str, readme: Path | None = None) -> bool:
@@ -47,7 +48,7 @@ def replace_block(tag: str, text: str, readme: Path | None = None) -> bool:
     with locked(lock):
         old = page.read_text()
         new, count = markers(tag).subn(
-            lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), old)
+            lambda m: m.group(1) + text.rstrip() + "\n" + m.group(3), old)
         if count and new != old:
             write_atomic(page, new)
     return bool(count)
