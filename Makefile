@@ -18,12 +18,12 @@ run: build                       ## results + every notebook executed in place: 
 	$(MAKE) --no-print-directory results; \
 	$(PY) -m tools.run_notebooks --inplace $(NOTEBOOKS); \
 	seconds=$$(( $$(date +%s) - start )); \
-	$(PY) -m evaluation.benchmark --record-make-run $$seconds; \
+	$(PY) -m studies.benchmark --record-make-run $$seconds; \
 	echo "make run: $$seconds s after the build (recorded in shap_overlays/results_timing.json)"
 
 results: build                   ## LearnedSHAP report + every explainer on the same models (tables)
-	$(PY) -m evaluation.learned_report --threads 2 --no-progress
-	$(PY) -m evaluation.benchmark
+	$(PY) -m studies.learned_report --threads 2 --no-progress
+	$(PY) -m studies.benchmark
 
 test: $(VENV)/.installed         ## the fast suite: every test not marked slow (an edit-test loop, minutes)
 	$(PY) -m pytest -m "not slow"
@@ -43,34 +43,34 @@ experiment: $(VENV)/.installed   ## one experiment from its config (CONFIG=..., 
 	$(PY) -m experiments.run --config $(CONFIG) $(ARGS)
 
 sweep: build                     ## the accuracy-faithfulness trade-off on the co-trained recipe (about 70 min): shap_overlays/sweep*
-	$(PY) -m evaluation.sweep --threads 2
+	$(PY) -m studies.sweep --threads 2
 
 posthoc: build                   ## post-hoc LearnedSHAP on the frozen plain ViTs: shap_overlays/posthoc*
-	$(PY) -m evaluation.posthoc --threads 2
+	$(PY) -m studies.posthoc --threads 2
 
 posthoc-budget: build            ## post-hoc objectives and architectures, then error against training budget at 16, 64, 196 patches (hours): shap_overlays/posthoc_budget*
-	$(PY) -m evaluation.posthoc_budget --threads 2 $(if $(STAGE),--stage $(STAGE),) $(if $(SIZES),--sizes $(SIZES),)
+	$(PY) -m studies.posthoc_budget --threads 2 $(if $(STAGE),--stage $(STAGE),) $(if $(SIZES),--sizes $(SIZES),)
 
 scale: build                     ## 16, 64, 196 players, co-trained and frozen, every sampler (the first run trains about 6 h of models on 2 cores)
-	$(PY) -m evaluation.scale --threads 2
+	$(PY) -m studies.scale --threads 2
 
 video: build                     ## LearnedSHAP 3D-ResNets at 8 and 32 tubelets, every sampler (under 1 h the first time): shap_overlays/video*
-	$(PY) -m evaluation.video --threads 2
+	$(PY) -m studies.video --threads 2
 
 video-pairs: build               ## what video pair terms see: clips with local flicker (about 8 min): shap_overlays/video_pairs*
-	$(PY) -m evaluation.video_pairs --threads 2
+	$(PY) -m studies.video_pairs --threads 2
 
 parity: build                    ## what exactness costs: the parity of three objects, plain vs co-trained ViTs: shap_overlays/parity*
-	$(PY) -m evaluation.parity --threads 2
+	$(PY) -m studies.parity --threads 2
 
 patch-local: build               ## the pairwise class built directly: patch-local vs co-trained ViTs at 16 and 64 patches (SIZES="16 64 196" adds 196): shap_overlays/patch_local*
-	$(PY) -m evaluation.patch_local --threads 2 --sizes $(or $(SIZES),16 64)
+	$(PY) -m studies.patch_local --threads 2 --sizes $(or $(SIZES),16 64)
 
 shap-blur: build                 ## shap's blur-masked workflow vs exact Shapley and Owen values of its game (about 25 min): shap_overlays/blur_game*
-	$(PY) -m evaluation.blur_game --threads 2
+	$(PY) -m studies.blur_game --threads 2
 
 layers: build                    ## Shap-CAM, layer DeepLiftShap and GradCAM++ at every ResNet block: shap_overlays/layers*, shap_cam_layers.png
-	$(PY) -m evaluation.layers --threads 2
+	$(PY) -m studies.layers --threads 2
 
 lint: $(VENV)/.installed         ## ruff over the code and notebooks
 	$(PY) -m ruff check .

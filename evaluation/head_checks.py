@@ -9,7 +9,7 @@ import torch
 
 import data
 from evaluation.examples import load_examples
-from evaluation.learned_report import remainder
+from evaluation.faithfulness import remainder
 from evaluation.metrics import pearson, rel_l2
 from evaluation.references import reference, resolved
 from evaluation.scoring import efficiency_gap

@@ -25,7 +25,6 @@ model evaluations.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from dataclasses import asdict, replace
 
@@ -33,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from evaluation.examples import Examples, load_examples
-from evaluation.learned_report import compare
+from evaluation.faithfulness import compare
+from evaluation.formatting import number, stat
 from evaluation.records import write_json, write_text
 from evaluation.references import Reference, reference
 from evaluation.runs import Run, RunSpec, run_method
@@ -183,24 +183,17 @@ def markdown(name: str, result: dict) -> str:
                 "| accuracy | classifier accuracy | rel. L2 | Pearson | efficiency gap (max) |\n"
                 "|---:|---:|---:|---:|---:|\n"
                 f"| {result['accuracy']:.3f} | {result['classifier_accuracy']:.3f} | "
-                f"{fmt(a['rel_l2'])} | {fmt(a['pearson'])} | {fmt(a['efficiency_gap'], 'max')} |")
+                f"{stat(a['rel_l2'], 'mean', 3, 'g')} | {stat(a['pearson'], 'mean', 3, 'g')} | "
+                f"{stat(a['efficiency_gap'], 'max', 3, 'g')} |")
     lines = [f"**{result['experiment']}: every method against {result['reference']}** "
              f"({result['examples']} examples, {result['n_players']} players)\n",
              "| method | budget | rel. L2 | Pearson | insertion AUC | deletion AUC | evals |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['method']} | {r['budget'] or ''} | {num(r['rel_l2_exact'])} | "
-                     f"{num(r['pearson_exact'])} | {num(r['insertion_auc'])} | "
-                     f"{num(r['deletion_auc'])} | {num(r['evals'], 0)} |")
+        lines.append(f"| {r['method']} | {r['budget'] or ''} | {number(r['rel_l2_exact'], empty='n/a')} | "
+                     f"{number(r['pearson_exact'], empty='n/a')} | {number(r['insertion_auc'], empty='n/a')} | "
+                     f"{number(r['deletion_auc'], empty='n/a')} | {number(r['evals'], 0, empty='n/a')} |")
     return "\n".join(lines)
-
-
-def fmt(s: dict | None, key: str = "mean") -> str:
-    return "n/a" if s is None else f"{s[key]:.3g}"
-
-
-def num(v, digits: int = 3) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -33,6 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.harsanyi import HarsanyiHead, HeadConfig, HeadOutput
+from models.kinds import Kind, ModelSpec, frozen_model, head_options, register_kind
+from models.train import LossFn
 from shapley.sampling import paired_kernel_coalitions
 
 
@@ -382,3 +384,24 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
                                           "frozen_evals": counter[0],
                                           "train_seconds": time.perf_counter() - start})
     return explainer.eval()
+
+
+# --- the zoo's kinds (models.kinds): how a spec builds this module's models, and their loss ---
+def posthoc_vit(spec: ModelSpec) -> nn.Module:
+    kind = spec.head.get("kind", "harsanyi")
+    return PostHocShap(frozen_model(spec), head=kind,
+                       extra_blocks=spec.head.get("extra_blocks", 0),
+                       **({} if kind == "vit_shapley" else head_options(spec)))
+
+
+def posthoc_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter,
+                        spec.head.get("objective", "kernel"))
+
+
+def calibrate_posthoc(spec: ModelSpec, model: nn.Module, train_loader) -> None:
+    """A post-hoc head's output scale, set from the frozen model on the first training batch."""
+    model.calibrate(frozen_model(spec), next(iter(train_loader))["x"])
+
+
+register_kind("posthoc_vit", Kind(posthoc_vit, posthoc_vit_loss, calibrate_posthoc))

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.kinds import Kind, ModelSpec, frozen_model, register_kind
 from models.train import LossFn, random_keep
 
 
@@ -45,3 +46,15 @@ def surrogate_loss(classifier: nn.Module, drop_prob: float = 0.5) -> LossFn:
         return loss, logits
 
     return loss_fn
+
+
+# --- the zoo's kinds (models.kinds): how a spec builds this module's models, and their loss ---
+def surrogate_vit(spec: ModelSpec) -> nn.Module:
+    return surrogate_from(frozen_model(spec))
+
+
+def surrogate_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
+    return surrogate_loss(frozen_model(spec), spec.head.get("drop_prob", 0.5))
+
+
+register_kind("surrogate_vit", Kind(surrogate_vit, surrogate_vit_loss))

@@ -8,7 +8,8 @@ Checkpoints are cached in `<cache>/models/` (git-ignored; `LEARNEDSHAP_CACHE` mo
 fingerprint of the spec and of the code that trains it (`tools.code_key`: the definitions its
 training reaches, not whole files), so a change to either retrains and nothing stale is loaded,
 while moving a helper or changing how checkpoints are written retrains nothing. Each model kind
-(`KINDS`) names how it is built, its loss and any preparation before training.
+(`models.kinds`, registered by the module that defines the model) names how it is built, its loss
+and any preparation before training.
 Quick mode (`LEARNEDSHAP_QUICK=1`, used by the tests and CI) trains on less data for fewer epochs
 and saves under separate names.
 """
@@ -17,28 +18,38 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import os
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
+from functools import cache
 from pathlib import Path
 
 from torch import nn
 
 import data
-from models import distributed
-from models.harsanyi import LearnedShapR3D, LearnedShapViT, learned_shap_loss
-from models.patch_vit import LearnedShapPatchViT
-from models.posthoc import PostHocShap, posthoc_loss
-from models.posthoc_video import PostHocVideoShap, TubeletPlayers, posthoc_video_loss
-from models.resnet_2d import ResNet2DConfig, create_resnet2d
-from models.resnet_3d import ResNet3DConfig, create_r3d
-from models.surrogate import surrogate_from, surrogate_loss
+
+# importing a model's module registers its kinds (models.kinds): the zoo builds every kind
+from models import (  # noqa: F401
+    co_trained,
+    distributed,
+    posthoc,
+    posthoc_video,
+    surrogate,
+)
+from models.kinds import (  # noqa: F401 (re-exported: zoo.ModelSpec, zoo.frozen_model, ...)
+    KINDS,
+    RECIPE_CLIP_NORM,
+    ModelSpec,
+    clip_norm_of,
+    frozen_model,
+    head_options,
+    kind_of,
+)
 from models.train import (
     LossFn,
-    cross_entropy_loss,
     default_device,
     evaluate,
     load_checkpoint,
@@ -46,8 +57,7 @@ from models.train import (
     seeded,
     train,
 )
-from models.tubelet_r3d import LearnedShapTubeletR3D
-from models.vit import ViT, ViTConfig, create_vit
+from models.vit import ViT
 from tools.code_key import code_key, outside_key
 from tools.files import locked, write_atomic
 from tools.readme import replace_block
@@ -56,41 +66,20 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "shap_overlays"
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How one default model is built and trained."""
-
-    name: str
-    kind: str                     # "vit", "r3d", "learned_vit", "learned_r3d", ... (build_model)
-    dataset: str                  # a name from data.DATASETS
-    config: dict                  # fields of ViTConfig / ResNet3DConfig
-    epochs: int
-    lr: float = 3e-3
-    batch_size: int = 64
-    drop_prob: float = 0.0        # share of training rows with random patches dropped (ViT only)
-    data_options: dict = field(default_factory=dict)
-    quick: dict = field(default_factory=dict)   # overrides for quick mode (epochs, data_options)
-    head: dict = field(default_factory=dict)    # LearnedSHAP head: rank, pairwise, consistency, ...
-    plain: str = ""               # the plain-head model with the same backbone, for comparison
-    seed: int = 0                 # the data's seed (and the training seed unless train_seed)
-    train_seed: int | None = None  # initialisation and training randomness, when not `seed`
-    init_from: str = ""           # a trained ViT whose weights (not its classifier) start this one
-    description: str = ""
-
-    @property
-    def init_seed(self) -> int:
-        return self.seed if self.train_seed is None else self.train_seed
-
-
-def _head(consistency: float, sampler: str = "uniform") -> dict:
+def co_trained_head(consistency: float, sampler: str = "uniform") -> dict:
+    """A co-trained LearnedSHAP head's settings: pair terms, the consistency weight ramped in over
+    one epoch, and the sampler of its coalitions."""
     return {"consistency": consistency, "warmup_epochs": 1, "sampler": sampler, "pairwise": True}
 
 
-# the setting `evaluation.sweep` selected per ViT (its "chosen" in shap_overlays/sweep.json)
-SWEEP_CHOICE = {"vit_patches": _head(1000.0, "kernel_paired"),
-                "vit_digits": _head(1000.0, "kernel_paired"),
-                "vit_patches64": _head(1000.0)}
+# the setting `studies.sweep` selected per ViT (its "chosen" in shap_overlays/sweep.json)
+SWEEP_CHOICE = {"vit_patches": co_trained_head(1000.0, "kernel_paired"),
+                "vit_digits": co_trained_head(1000.0, "kernel_paired"),
+                "vit_patches64": co_trained_head(1000.0)}
 VIT64 = {"n_classes": 4, "image_size": 64, "dim": 32, "depth": 3, "heads": 2}
+# shared by the video models of the studies: quick mode, and the first whole-clip head
+QUICK_VIDEO = {"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}}
+WHOLE_CLIP = {"consistency": 10.0, "tubelets": (2, 2, 2), "baseline": "blur"}
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("vit_patches", "vit", "patch_game", {"n_classes": 4}, epochs=10, drop_prob=0.5,
               quick={"epochs": 2, "data_options": {"n_train": 256, "n_test": 128}},
@@ -109,7 +98,7 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("r3d_video", "r3d", "video", {"n_classes": 4}, epochs=3, batch_size=32,
               quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
               description="3D-ResNet on synthetic motion clips (8x32x32)"),
-    # The three LearnedSHAP ViTs train with the setting that `python -m evaluation.sweep` chose
+    # The three LearnedSHAP ViTs train with the setting that `python -m studies.sweep` chose
     # under the co-trained recipe: the most faithful one whose accuracy (mean of 3 training seeds)
     # is within 0.5 point of the plain head's, no seed 1.5 points below. See docs/sweep.md
     # for what it costs.
@@ -153,191 +142,33 @@ SPECS: dict[str, ModelSpec] = {s.name: s for s in [
 ]}
 
 
-# Post-hoc LearnedSHAP explainers of the frozen plain ViTs (`plain`: the model they explain).
-# Their training costs minutes of frozen-model evaluations (30 epochs of 5,000 images with 32
-# coalitions each: 5 million evaluations), so `make build` leaves them out:
-# `python -m evaluation.posthoc` (make posthoc) trains and measures them.
-POSTHOC_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    ModelSpec("posthoc_vit_patches", "posthoc_vit", "patch_game", {"n_classes": 4}, epochs=30,
-              head={"rank": 8, "pairwise": True, "coalitions": 32}, plain="vit_patches",
-              quick={"epochs": 1, "data_options": {"n_train": 256, "n_test": 128}},
-              description="post-hoc LearnedSHAP (unary + pairs) of the frozen vit_patches"),
-    ModelSpec("posthoc_vit_patches_unary", "posthoc_vit", "patch_game", {"n_classes": 4},
-              epochs=30, head={"pairwise": False, "coalitions": 32}, plain="vit_patches",
-              quick={"epochs": 1, "data_options": {"n_train": 256, "n_test": 128}},
-              description="post-hoc LearnedSHAP (unary only) of the frozen vit_patches"),
-    ModelSpec("posthoc_vit_patches64", "posthoc_vit", "patch_game64", VIT64, epochs=30,
-              head={"rank": 8, "pairwise": True, "coalitions": 32}, plain="vit_patches64",
-              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
-              description="post-hoc LearnedSHAP (unary + pairs) of the frozen vit_patches64"),
-    ModelSpec("posthoc_vit_patches64_unary", "posthoc_vit", "patch_game64", VIT64, epochs=30,
-              head={"pairwise": False, "coalitions": 32}, plain="vit_patches64",
-              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
-              description="post-hoc LearnedSHAP (unary only) of the frozen vit_patches64"),
-    # ViT-Shapley's explainer of the same frozen models, trained on the same objective at the
-    # same cost (epochs, images, coalitions: frozen-model evaluations)
-    ModelSpec("vit_shapley_vit_patches", "posthoc_vit", "patch_game", {"n_classes": 4},
-              epochs=30, head={"kind": "vit_shapley", "coalitions": 32}, plain="vit_patches",
-              quick={"epochs": 1, "data_options": {"n_train": 256, "n_test": 128}},
-              description="ViT-Shapley explainer of the frozen vit_patches"),
-    ModelSpec("vit_shapley_vit_patches64", "posthoc_vit", "patch_game64", VIT64, epochs=30,
-              head={"kind": "vit_shapley", "coalitions": 32}, plain="vit_patches64",
-              quick={"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}},
-              description="ViT-Shapley explainer of the frozen vit_patches64"),
-]}
-
-
-# The scale study's 196-player setting (`python -m evaluation.scale`, make scale): 112 x 112
-# patch-game images cut into 8-px patches (14 x 14 players), the 64-patch ViT's narrow shape with
-# a longer sequence. Its plain model, co-trained LearnedSHAP ViTs (the recipe on two training
-# seeds, and the head without consistency), and the two post-hoc explainers of the plain model at
-# equal cost. 6 to 33 minutes each on 2 cores, so `make build` leaves them out. The post-hoc pair
-# trains 8 epochs, not 30: at 196 tokens an epoch of 5,000 images with 32 coalitions each cost
-# 78 to 98 s here, 3.9 to 5.4 times the 64-patch one (15 to 20 s).
-VIT196 = {**VIT64, "image_size": 112}
-PATCH196 = {"image_size": 112}
-QUICK196 = {"epochs": 1, "data_options": {"n_train": 64, "n_test": 32}}
-SCALE_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    ModelSpec("vit_patches196", "vit", "patch_game", VIT196, epochs=28, drop_prob=0.5,
-              data_options=PATCH196, quick=QUICK196,
-              description="ViT (dim 32, depth 3), 196 patches of 8 px, 112x112 patch-game images"),
-    # The co-trained recipe at 196 players, on two training seeds. From scratch the 64-patch
-    # choice (consistency 1,000 from the first epoch) held training accuracy at chance for 20
-    # epochs, and the head without consistency needs 4 epochs to leave chance: here the backbone
-    # starts from the plain ViT's trained features (a curriculum, as the parity models do), the
-    # head from zero, and consistency 100 (uniform coalition sizes, as at 64 patches) ramps in
-    # over 4 of 16 epochs, so the head reads good features before exactness is asked of it.
-    *(ModelSpec(f"learned_vit_patches196{suffix}", "learned_vit", "patch_game", VIT196,
-                epochs=16, head={**_head(100.0), "warmup_epochs": 4}, plain="vit_patches196",
-                data_options=PATCH196, quick=QUICK196, init_from="vit_patches196",
-                train_seed=seed,
-                description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, consistency 100 "
-                            f"ramped from the plain ViT's features, training seed {seed}")
-      for suffix, seed in (("", 0), ("_s1", 1))),
-    # the same head without the consistency loss: what the head itself costs in accuracy
-    ModelSpec("learned_vit_patches196_w0", "learned_vit", "patch_game", VIT196, epochs=28,
-              head=_head(0.0, "kernel_paired"), plain="vit_patches196",
-              data_options=PATCH196, quick=QUICK196,
-              description="LearnedSHAP ViT (dim 32, depth 3), 196 patches, no consistency loss"),
-    ModelSpec("posthoc_vit_patches196", "posthoc_vit", "patch_game", VIT196, epochs=8,
-              head={"rank": 8, "pairwise": True, "coalitions": 32}, plain="vit_patches196",
-              data_options=PATCH196, quick=QUICK196,
-              description="post-hoc LearnedSHAP (unary + pairs) of the frozen vit_patches196"),
-    ModelSpec("vit_shapley_vit_patches196", "posthoc_vit", "patch_game", VIT196, epochs=8,
-              head={"kind": "vit_shapley", "coalitions": 32}, plain="vit_patches196",
-              data_options=PATCH196, quick=QUICK196,
-              description="ViT-Shapley explainer of the frozen vit_patches196"),
-]}
-
-
-# The video study (`python -m evaluation.video`, make video): LearnedSHAP on a tubelet-local
-# 3D-ResNet (models.tubelet_r3d), whose game drops tubelet tokens and is pairwise by construction,
-# at 8 tubelets (2 x 2 x 2, exact references; the default `learned_r3d_tubelets` above) and 32
-# (2 x 4 x 4, sampled references). No consistency loss (it would be zero). The 32-tubelet model
-# trains on 6,000 clips for 4 epochs: with the head's earlier random initialisation the 8-tubelet
-# model reached 97.6% on the 2,000 clips and 6 epochs of the whole-clip models, below the plain
-# 3D-ResNet's 100% (each tubelet sees a quarter of the frames' area).
-QUICK_VIDEO = {"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}}
-WHOLE_CLIP = {"consistency": 10.0, "tubelets": (2, 2, 2), "baseline": "blur"}
-FLICKER = {"local_flicker": (1, 2)}
-VIDEO_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    # Ablations of the first whole-clip default (consistency 10, uniform coalitions; the default
-    # learned_r3d_video now takes both the weight 100 and the kernel), one cause at a time: an empty clip
-    # that does not depend on the input (zeros instead of the blur), the coalitions of the
-    # consistency loss (the Shapley kernel, each with its complement), its weight (100), its
-    # warm-up (none instead of one epoch) and the head's capacity (rank 32 instead of 8).
-    *(ModelSpec(f"learned_r3d_video_{tag}", "learned_r3d", "video", {"n_classes": 4}, epochs=6,
-                batch_size=32, head={**WHOLE_CLIP, **change}, plain="r3d_video", quick=QUICK_VIDEO,
-                description=f"LearnedSHAP 3D-ResNet (whole clip, 8 tubelets), {what}")
-      for tag, change, what in [
-          ("zeros", {"baseline": "zeros"}, "tubelets removed to zeros"),
-          ("kernel", {"sampler": "kernel_paired"}, "paired Shapley-kernel coalitions"),
-          ("w100", {"consistency": 100.0}, "consistency weight 100"),
-          ("warm0", {"warmup_epochs": 0}, "no warm-up (consistency from the first step)"),
-          ("rank32", {"rank": 32}, "pair forms of rank 32 (capacity)")]),
-    # Post-hoc LearnedSHAP of the frozen plain 3D-ResNet (r3d_video) on its blurred-tubelet game,
-    # at 8 and 32 tubelets: 16 coalitions a clip (8 kernel coalitions and their complements) plus
-    # the two ends, so an epoch of 2,000 clips costs 36,000 frozen-model evaluations.
-    *(ModelSpec(f"posthoc_r3d_video{suffix}", "posthoc_r3d", "video", {"n_classes": 4}, epochs=8,
-                batch_size=32, head={"rank": 8, "pairwise": True, "coalitions": 16,
-                                     "tubelets": grid}, plain="r3d_video", quick=QUICK_VIDEO,
-                description=f"post-hoc LearnedSHAP (unary + pairs) of the frozen r3d_video, "
-                            f"{n} tubelets")
-      for suffix, grid, n in [("", (2, 2, 2), 8), ("32", (2, 4, 4), 32)]),
-    ModelSpec("learned_r3d_tubelets32", "learned_tubelet_r3d", "video", {"n_classes": 4},
-              epochs=4, batch_size=32, head={"consistency": 0.0, "tubelets": (2, 4, 4)},
-              plain="r3d_video", data_options={"n_train": 6000}, quick=QUICK_VIDEO,
-              description="LearnedSHAP tubelet-local 3D-ResNet, 32 tubelets (2x4x4), motion clips"),
-    # What the pairs see (`python -m evaluation.video_pairs`): the same clips with one or two local
-    # flickering squares (data.video's local_flicker), a plain 3D-ResNet, the whole-clip default
-    # head and the tubelet-local head trained on them, so that pair terms can be scored against
-    # object-object and object-flicker pairs.
-    ModelSpec("r3d_video_flicker", "r3d", "video", {"n_classes": 4}, epochs=3, batch_size=32,
-              data_options=FLICKER, quick=QUICK_VIDEO,
-              description="3D-ResNet on motion clips with local flickering squares"),
-    ModelSpec("learned_r3d_video_flicker", "learned_r3d", "video", {"n_classes": 4}, epochs=6,
-              batch_size=32, head=WHOLE_CLIP, plain="r3d_video_flicker", data_options=FLICKER,
-              quick=QUICK_VIDEO,
-              description="LearnedSHAP 3D-ResNet (whole clip, 8 tubelets), clips with flicker"),
-    ModelSpec("learned_r3d_tubelets_flicker", "learned_tubelet_r3d", "video", {"n_classes": 4},
-              epochs=4, batch_size=32, head={"consistency": 0.0, "tubelets": (2, 2, 2)},
-              plain="r3d_video_flicker", data_options={**FLICKER, "n_train": 6000},
-              quick=QUICK_VIDEO,
-              description="LearnedSHAP tubelet-local 3D-ResNet, 8 tubelets, clips with flicker"),
-]}
-
-
-# What exactness costs (`python -m evaluation.parity`, make parity): patch-game images whose class
-# is the parity of three key objects (data.patch_game, `patch_parity`), which no model summing
-# terms of one or two patches can compute. The plain ViT beside co-trained LearnedSHAP ViTs
-# without the consistency loss and at weights 10 and 100 (paired Shapley-kernel coalitions, the
-# sampler of the default heads). Each starts from the trained 16-patch patch-game ViT
-# (`vit_patches`, whose features detect the three key objects; a curriculum) and trains 20
-# epochs without patch dropping (which would make the label noise: dropping one key object
-# flips the parity). From scratch, no object and no pair of objects is correlated with the
-# label, and the plain ViT stayed at chance (52.8% after 20 epochs; 50% after 9 epochs on
-# 20,000 images).
-QUICK_PARITY = {"epochs": 1, "data_options": {"n_train": 128, "n_test": 64}}
-PARITY_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    ModelSpec("vit_parity", "vit", "patch_parity", {"n_classes": 2}, epochs=20,
-              quick=QUICK_PARITY, init_from="vit_patches",
-              description="ViT, 16 patches, parity of three objects (patch_parity)"),
-    *(ModelSpec(f"learned_vit_parity_w{w:g}", "learned_vit", "patch_parity", {"n_classes": 2},
-                epochs=20, head=_head(float(w), "kernel_paired"), plain="vit_parity",
-                quick=QUICK_PARITY, init_from="vit_patches",
-                description=f"LearnedSHAP ViT, 16 patches, parity of three objects, consistency {w:g}")
-      for w in (0, 10, 100)),
-]}
-
-
-# The pairwise class built directly (`python -m evaluation.patch_local`, make patch-local): a
-# patch-local LearnedSHAP ViT (models.patch_vit: each patch token through the blocks alone,
-# patches meeting only in the head's pair terms), exact by construction, trained like the
-# co-trained ViT of the same size and task (data, epochs, recipe) without the consistency loss.
-PATCH_LOCAL_SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    ModelSpec(f"learned_patch_vit_{task}", "learned_patch_vit", co.dataset, co.config,
-              epochs=co.epochs, batch_size=co.batch_size, head={"consistency": 0.0},
-              plain=co.plain, data_options=co.data_options, quick=co.quick,
-              init_from=co.init_from,
-              description=f"LearnedSHAP patch-local ViT (each patch on its own), {what}")
-    for task, co, what in [
-        ("patches", SPECS["learned_vit_patches"], "16 patches, patch-game images"),
-        ("patches64", SPECS["learned_vit_patches64"], "64 patches, 64x64 patch-game images"),
-        ("patches196", SCALE_SPECS["learned_vit_patches196_w0"],
-         "196 patches, 112x112 patch-game images"),
-        ("parity", PARITY_SPECS["learned_vit_parity_w10"], "16 patches, parity of three objects")]
-]}
-
-
+# The studies that define models of their own (a module-level `SPECS`, or a `specs(known)` that
+# derives them from the models defined before it): found on first use, so that building a default
+# model imports no study.
+STUDIES = ("studies.posthoc", "studies.scale", "studies.video", "studies.video_pairs",
+           "studies.parity", "studies.patch_local")
 # Models an experiment configuration adds (experiments.config.specs registers them by name).
 REGISTERED: dict[str, ModelSpec] = {}
+
+
+@cache
+def study_specs() -> dict[str, ModelSpec]:
+    """Every model a study defines, by name."""
+    found: dict[str, ModelSpec] = {}
+    for name in STUDIES:
+        module = importlib.import_module(name)
+        own = module.specs(SPECS | found) if hasattr(module, "specs") else module.SPECS
+        clash = sorted(set(own) & (set(SPECS) | set(found)))
+        if clash:
+            raise ValueError(f"{name} defines {clash} again; give its models names of their own")
+        found |= own
+    return found
 
 
 def register(*specs: ModelSpec) -> None:
     """Make specs loadable by name (`load`, `resolve`), e.g. an experiment's models."""
     for spec in specs:
-        builtin = (SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS
-                   | PATCH_LOCAL_SPECS)
+        builtin = SPECS | study_specs()
         if spec.name in builtin and builtin[spec.name] != spec:
             raise ValueError(f"{spec.name!r} is a default model's name; give the experiment "
                              "another name")
@@ -345,10 +176,9 @@ def register(*specs: ModelSpec) -> None:
 
 
 def all_specs() -> dict[str, ModelSpec]:
-    """Every model the zoo knows: the defaults, the post-hoc explainers, the scale, video and
-    parity studies', the patch-local ViTs, and any registered by an experiment."""
-    return (SPECS | POSTHOC_SPECS | SCALE_SPECS | VIDEO_SPECS | PARITY_SPECS | PATCH_LOCAL_SPECS
-            | REGISTERED)
+    """Every model the zoo knows: the defaults, the studies' (post-hoc explainers, the scale,
+    video and parity studies', the patch-local ViTs), and any registered by an experiment."""
+    return SPECS | study_specs() | REGISTERED
 
 
 def quick_mode(quick: bool | None = None) -> bool:
@@ -373,145 +203,11 @@ def resolve(spec: ModelSpec | str, quick: bool | None = None) -> ModelSpec:
                    name=spec.name + "-quick")
 
 
-def backbone(spec: ModelSpec) -> nn.Module:
-    """The spec's ViT or 3D-ResNet: the small default, a timm ViT or torchvision's r3d_18
-    (`pretrained` in the config: weights from the local cache only)."""
-    config = dict(spec.config)
-    pretrained = config.pop("pretrained", False)
-    if "vit" in spec.kind:
-        cfg = ViTConfig(**config)
-        if not cfg.timm_name:
-            return create_vit(cfg)
-        return create_vit(cfg, pretrained=pretrained, n_classes=cfg.n_classes,
-                          image_size=cfg.image_size)
-    if spec.kind == "resnet":
-        return create_resnet2d(ResNet2DConfig(**config), pretrained=pretrained)
-    return create_r3d(ResNet3DConfig(**config), pretrained=pretrained)
-
-
-def head_options(spec: ModelSpec) -> dict:
-    """The head's constructor options among the spec's head settings (the rest set the loss)."""
-    return {k: v for k, v in spec.head.items() if k in ("rank", "pairwise", "tubelets", "baseline")}
-
-
-def learned_vit(spec: ModelSpec) -> nn.Module:
-    return LearnedShapViT(backbone(spec), **head_options(spec))
-
-
-def learned_patch_vit(spec: ModelSpec) -> nn.Module:
-    return LearnedShapPatchViT(backbone(spec), **head_options(spec))
-
-
-def learned_r3d(spec: ModelSpec) -> nn.Module:
-    return LearnedShapR3D(backbone(spec), **head_options(spec))
-
-
-def learned_tubelet_r3d(spec: ModelSpec) -> nn.Module:
-    return LearnedShapTubeletR3D(ResNet3DConfig(**spec.config), **head_options(spec))
-
-
-def surrogate_vit(spec: ModelSpec) -> nn.Module:
-    return surrogate_from(frozen_model(spec))
-
-
-def posthoc_vit(spec: ModelSpec) -> nn.Module:
-    kind = spec.head.get("kind", "harsanyi")
-    return PostHocShap(frozen_model(spec), head=kind,
-                       extra_blocks=spec.head.get("extra_blocks", 0),
-                       **({} if kind == "vit_shapley" else head_options(spec)))
-
-
-def posthoc_r3d(spec: ModelSpec) -> nn.Module:
-    return PostHocVideoShap(frozen_model(spec).model, **head_options(spec))
-
-
-def plain_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
-    return cross_entropy_loss(spec.drop_prob)
-
-
-def learned_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
-    # every row gets a random coalition for the consistency term (drop_prob 1 there); the
-    # classification term always sees the full input
-    warmup = round(spec.head.get("warmup_epochs", 1) * steps_per_epoch)
-    return learned_shap_loss(spec.head.get("consistency", 1.0), warmup_steps=warmup,
-                             sampler=spec.head.get("sampler", "uniform"))
-
-
-def posthoc_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
-    return posthoc_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter,
-                        spec.head.get("objective", "kernel"))
-
-
-def posthoc_r3d_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
-    return posthoc_video_loss(frozen_model(spec), spec.head.get("coalitions", 16), counter)
-
-
-def surrogate_vit_loss(spec: ModelSpec, steps_per_epoch: int, counter: list[int] | None) -> LossFn:
-    return surrogate_loss(frozen_model(spec), spec.head.get("drop_prob", 0.5))
-
-
-def calibrate_posthoc(spec: ModelSpec, model: nn.Module, train_loader) -> None:
-    """A post-hoc head's output scale, set from the frozen model on the first training batch."""
-    model.calibrate(frozen_model(spec), next(iter(train_loader))["x"])
-
-
-@dataclass(frozen=True)
-class Kind:
-    """How a model kind is built and trained: its modules and its loss."""
-
-    build: Callable[[ModelSpec], nn.Module]                 # untrained (under the spec's seed)
-    loss: Callable[[ModelSpec, int, list[int] | None], LossFn]   # (spec, steps/epoch, evals)
-    prepare: Callable[[ModelSpec, nn.Module, object], None] | None = None   # before step one
-    clip_norm: float | None = None          # gradient clipping (a head's "clip_norm" overrides)
-
-
-# The co-trained LearnedSHAP recipe clips every step's gradient to norm 1 (as ViT-Shapley
-# trains its explainer): without it a strong consistency weight trained exact and accurate at
-# one seed and collapsed at another (docs/sweep.md measures both).
-RECIPE_CLIP_NORM = 1.0
-
-
-KINDS: dict[str, Kind] = {
-    "vit": Kind(backbone, plain_loss),
-    "r3d": Kind(backbone, plain_loss),
-    "resnet": Kind(backbone, plain_loss),
-    "learned_vit": Kind(learned_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
-    "learned_patch_vit": Kind(learned_patch_vit, learned_loss, clip_norm=RECIPE_CLIP_NORM),
-    "learned_r3d": Kind(learned_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
-    "learned_tubelet_r3d": Kind(learned_tubelet_r3d, learned_loss, clip_norm=RECIPE_CLIP_NORM),
-    "posthoc_vit": Kind(posthoc_vit, posthoc_vit_loss, calibrate_posthoc),
-    "posthoc_r3d": Kind(posthoc_r3d, posthoc_r3d_loss),
-    "surrogate_vit": Kind(surrogate_vit, surrogate_vit_loss),
-}
-
-
-def kind_of(spec: ModelSpec) -> Kind:
-    if spec.kind not in KINDS:
-        raise ValueError(f"unknown model kind {spec.kind!r}; expected one of {sorted(KINDS)}")
-    return KINDS[spec.kind]
-
-
-def clip_norm_of(spec: ModelSpec) -> float | None:
-    """The gradient norm the spec's training clips to: its head's "clip_norm" if set (None: no
-    clipping), else its kind's (the co-trained LearnedSHAP recipe: RECIPE_CLIP_NORM)."""
-    return spec.head.get("clip_norm", kind_of(spec).clip_norm)
-
-
 def build_model(spec: ModelSpec) -> nn.Module:
     """An untrained model for `spec`, initialised from its seed."""
     kind = kind_of(spec)
     with seeded(spec.init_seed):
         return kind.build(spec)
-
-
-def frozen_model(spec: ModelSpec) -> nn.Module:
-    """The trained plain model a post-hoc explainer explains (in the spec's quick mode); a video
-    model comes with its game declared (`TubeletPlayers`: blurred tubelets on the spec's grid)."""
-    model = load(spec.plain, quick=spec.name.endswith("-quick"), progress=False).model.eval()
-    if spec.kind == "posthoc_r3d":
-        return TubeletPlayers(model, spec.head.get("tubelets", (2, 2, 2)),
-                              spec.head.get("baseline", "blur")).eval()
-    return model
 
 
 def loaders(spec: ModelSpec):
@@ -535,7 +231,7 @@ def fingerprint(spec: ModelSpec, code_root: Path = ROOT) -> str:
         [kind.prepare] if kind.prepare else [])
     h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
     h.update(f"clip_norm={clip_norm_of(spec)}".encode())    # a kind's default lives in KINDS (cut)
-    h.update(code_key(roots, skip=["models.zoo:KINDS", "models.zoo:load"], root=code_root).encode())
+    h.update(code_key(roots, skip=["models.kinds:KINDS", "models.zoo:load"], root=code_root).encode())
     if spec.kind.startswith(("posthoc", "surrogate")):
         plain = resolve(spec.plain, spec.name.endswith("-quick"))
         h.update(fingerprint(plain, code_root).encode())
@@ -655,11 +351,11 @@ def fit(spec: ModelSpec, *, device=None, progress: bool = True, amp: str | None 
 
 
 def accuracy_table(rows: list[dict]) -> str:
-    lines = ["| model | data | test accuracy | test examples | training time (s) |",
-             "|---|---|---|---|---|"]
+    lines = ["| model | data | test accuracy | test examples | training time (s) | checkpoint |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| `{r['name']}` | {r['description']} | {100 * r['accuracy']:.1f}% | "
-                     f"{r['n_test']} | {r['train_seconds']:.0f} |")
+                     f"{r['n_test']} | {r['train_seconds']:.0f} | `{r['fingerprint']}` |")
     return "\n".join(lines)
 
 
@@ -678,7 +374,8 @@ def build(names: list[str] | None = None, quick: bool | None = None, progress: b
         trained = load(name, quick=quick, progress=progress)
         if trained.meta["accuracy"] is None:        # a post-hoc explainer: no accuracy of its own
             continue
-        rows.append({**{k: trained.meta[k] for k in ("name", "accuracy", "train_seconds", "n_test")},
+        rows.append({**{k: trained.meta[k] for k in ("name", "accuracy", "train_seconds", "n_test",
+                                                     "fingerprint")},
                      "description": all_specs()[name].description})
     print(accuracy_table(rows))
     if not quick_mode(quick) and names is None:     # the default models' table, never a subset

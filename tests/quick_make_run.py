@@ -98,14 +98,14 @@ def quick_make_run(tmp_path_factory, quick_cache: Path) -> QuickMakeRun:
     before, pages_before = hashes(root), pages_text(root)
     out = quick_cache / "benchmark-quick"            # the quick benchmark's default folder
     # the Makefile's `run` (its `results` target, the notebooks, the duration), quick mode
-    run("-m", "evaluation.learned_report", "--threads", "1", "--no-progress")
-    run("-m", "evaluation.benchmark", "--no-progress")
+    run("-m", "studies.learned_report", "--threads", "1", "--no-progress")
+    run("-m", "studies.benchmark", "--no-progress")
     first = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
     run("-m", "tools.run_notebooks", "--inplace", *NOTEBOOKS)
-    run("-m", "evaluation.benchmark", "--record-make-run", "1")
+    run("-m", "studies.benchmark", "--record-make-run", "1")
     after = hashes(root)
     # a second `make run` on this machine: the same cache, new output folders
-    run("-m", "evaluation.benchmark", "--no-progress", "--out", str(reruns / "benchmark"))
+    run("-m", "studies.benchmark", "--no-progress", "--out", str(reruns / "benchmark"))
     run("-m", "tools.run_notebooks", *FIGURE_NOTEBOOKS,
         LEARNEDSHAP_FIGURES=str(reruns / "figures"))
     return QuickMakeRun(root, before, after, hashes(root), pages_before, first, out,

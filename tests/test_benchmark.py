@@ -1,4 +1,4 @@
-"""evaluation.benchmark: the quick run's schema and self-consistency, and the table helpers."""
+"""studies.benchmark: the quick run's schema and self-consistency, and the table helpers."""
 
 from __future__ import annotations
 
@@ -10,19 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation import benchmark, timing
-from evaluation.markdown import render
+from evaluation import timing
+from evaluation.formatting import sig3
 from evaluation.records import json_ready
 from evaluation.runs import SAMPLERS, UNITLESS
 from evaluation.scoring import nanmean
-from evaluation.tables import (
+from studies import benchmark
+from studies.benchmark.markdown import render
+from studies.benchmark.tables import (
     COLUMNS,
     Column,
     best_rows,
     break_even_table,
     markdown_table,
     shortfalls,
-    sig3,
 )
 
 ROW_FIELDS = ["model", "method", "variant", "budget", "explains", "n_examples", "pearson_exact",
@@ -166,7 +167,7 @@ def test_full_settings_cover_every_model_with_the_same_number_per_class():
 # --- the quick run (slow) -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def quick_run(quick_make_run, tmp_path_factory):
-    """The quick benchmark (`python -m evaluation.benchmark --quick`) of the session's quick
+    """The quick benchmark (`python -m studies.benchmark --quick`) of the session's quick
     `make run` (its rerun's folder, copied: a test below writes into it), timings merged back."""
     out = tmp_path_factory.mktemp("benchmark") / "out"
     shutil.copytree(quick_make_run.rerun, out)

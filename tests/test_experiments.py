@@ -85,7 +85,7 @@ def test_image_folder_with_a_timm_vit_created_without_weights(image_tree, tmp_pa
 @pytest.mark.slow
 def test_video_folder_with_r3d_18_created_without_weights(tmp_path, monkeypatch):
     """A UCF101-layout folder the test writes, torchvision's r3d_18 with random weights."""
-    from evaluation.real_video import write_demo_folder
+    from studies.real_video import write_demo_folder
 
     root = write_demo_folder(tmp_path / "ucf", frames=16, size=32, per_class=5)
     monkeypatch.setenv("LEARNEDSHAP_CACHE", str(tmp_path / "cache"))

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from evaluation import blur_game, layers
 from explainers import explain
 from explainers.core import cnn_blocks
 from explainers.shap_cam import CellGame
@@ -18,6 +17,7 @@ from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
 from shapley.exact import exact_shapley
+from studies import blur_game, layers
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one thread is faster
 

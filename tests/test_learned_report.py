@@ -1,4 +1,4 @@
-"""evaluation.learned_report: agreement of LearnedSHAP with the reference on known models."""
+"""studies.learned_report: agreement of LearnedSHAP with the reference on known models."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from evaluation.examples import Examples
-from evaluation.learned_report import compare, markdown, per_class_markdown, references_for
+from evaluation.faithfulness import compare, references_for
 from evaluation.metrics import auroc
 from models.harsanyi import LearnedShapViT
 from models.train import seeded
 from models.vit import ViTConfig, create_vit
+from studies.learned_report import markdown, per_class_markdown
 from tests.conftest import away_from_init
 
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from evaluation import parity
-from evaluation.learned_report import unexplained
+from evaluation.faithfulness import unexplained
 from shapley.exact import faith_shap
+from studies import parity
 
 
 def table_of(v, n: int) -> torch.Tensor:
@@ -80,7 +80,7 @@ def test_quick_parity_run_writes_its_tables(tmp_path, quick_cache, monkeypatch):
     results = parity.main(["--quick", "--out", str(tmp_path), "--no-progress"])
     saved = json.loads((tmp_path / "parity.json").read_text())
     assert saved == results and [r["model"] for r in saved["models"]] == [
-        *parity.zoo.PARITY_SPECS, "learned_patch_vit_parity"]
+        *parity.SPECS, "learned_patch_vit_parity"]
     for r in saved["models"]:
         assert 0 <= r["accuracy"] <= 1 and r["examples"] == 2          # one image per class
         # 1 - R^2 of a fit made on all coalitions, measured on a sample: at least 0, and above 1

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evaluation import patch_local
+from studies import patch_local
 
 
 def test_each_size_compares_the_plain_the_co_trained_and_the_patch_local_vit():

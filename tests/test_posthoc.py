@@ -159,7 +159,7 @@ def test_a_posthoc_explainer_is_retrained_when_its_frozen_model_changes(monkeypa
 
     from models import zoo
 
-    spec = zoo.POSTHOC_SPECS["posthoc_vit_patches"]
+    spec = zoo.all_specs()["posthoc_vit_patches"]
     before = zoo.fingerprint(spec)
     plain = zoo.SPECS["vit_patches"]
     monkeypatch.setitem(zoo.SPECS, "vit_patches", replace(plain, epochs=plain.epochs + 1))
@@ -168,8 +168,8 @@ def test_a_posthoc_explainer_is_retrained_when_its_frozen_model_changes(monkeypa
 
 @pytest.mark.slow
 def test_quick_posthoc_report_trains_measures_and_tables(tmp_path, quick_cache, monkeypatch):
-    from evaluation import posthoc
     from models import zoo
+    from studies import posthoc
 
     monkeypatch.setenv("LEARNEDSHAP_CACHE", str(quick_cache))
     names = ["posthoc_vit_patches", "vit_shapley_vit_patches"]

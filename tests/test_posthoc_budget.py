@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from evaluation import posthoc_budget as pb
 from models.posthoc import evals_per_image
+from studies import posthoc_budget as pb
 
 
 def test_a_budget_is_the_same_frozen_evaluations_whatever_the_objective():

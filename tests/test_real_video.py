@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.models._api
 
-from evaluation import real_video
+from studies import real_video
 
 
 @pytest.mark.slow

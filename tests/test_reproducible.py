@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import benchmark
 from evaluation.records import split_fields
+from studies import benchmark
 from tests.quick_make_run import (
     BENCHMARK_FIGURES,
     NOTEBOOK_FIGURES,

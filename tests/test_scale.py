@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from evaluation import break_even as be
-from evaluation import scale
+from evaluation import games
 from models import zoo
 from shapley.exact import exact_shapley
 from shapley.leverage import _all_subsets, leverage_shap
+from studies import scale
 
 
 def additive_game(weights: torch.Tensor):
@@ -74,18 +75,18 @@ def test_quadratic_samplers_are_skipped_beyond_64_players_with_a_reason():
 
 
 def test_training_evals_count_every_row_the_model_sees():
-    spec = zoo.SCALE_SPECS["learned_vit_patches196_w0"]
+    spec = zoo.all_specs()["learned_vit_patches196_w0"]
     spec = replace(spec, head={**spec.head, "consistency": 100.0})
     paired = replace(spec, head={**spec.head, "sampler": "kernel_paired"})
     uniform = replace(spec, head={**spec.head, "sampler": "uniform"})
     # 28 epochs of 5,000 images: the full input and a coalition (with its complement if paired)
-    assert scale.training_evals(paired) == 28 * 5000 * 3
-    assert scale.training_evals(uniform) == 28 * 5000 * 2
-    assert scale.training_evals(zoo.SCALE_SPECS["learned_vit_patches196_w0"]) == 28 * 5000
+    assert games.training_evals(paired) == 28 * 5000 * 3
+    assert games.training_evals(uniform) == 28 * 5000 * 2
+    assert games.training_evals(zoo.all_specs()["learned_vit_patches196_w0"]) == 28 * 5000
     # a model started from the plain ViT's weights also pays for the plain ViT's 28 epochs
-    ramped = zoo.SCALE_SPECS["learned_vit_patches196"]
+    ramped = zoo.all_specs()["learned_vit_patches196"]
     assert ramped.init_from == "vit_patches196"
-    assert scale.training_evals(ramped) == 28 * 5000 + 16 * 5000 * 2
+    assert games.training_evals(ramped) == 28 * 5000 + 16 * 5000 * 2
 
 
 def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():
@@ -95,21 +96,21 @@ def test_versus_samplers_names_the_sampler_that_reaches_the_error_first():
         "fast": [{"budget": b, "evals": b, "rel_l2": e, "seconds": 0.2}
                  for b, e in [(32, 0.4), (64, 0.08), (128, 0.01)]]}}
     entry = {"rel_l2": {"mean": 0.1}, "reference_noise": {"max": 0.0}}
-    out = scale.versus_samplers(entry, curves, n=16)
+    out = games.versus_samplers(entry, curves, n=16)
     assert out["best"] == "fast" and out["evals"] == 64 and out["text"] == "64"
     assert out["beyond_one_pair"] and out["best_seconds"] == 0.2
     assert out["per_sampler"] == {"slow": "128", "fast": "64"}
     # one pass per explanation: the sampler needs 33 to 64 evaluations, a speed-up in that range
-    assert scale._speed_up({**entry, "break_even": out, "evals_per_explanation": 1}) == \
+    assert games.speed_up_cell({**entry, "break_even": out, "evals_per_explanation": 1}) == \
         "speed-up 32–64"
-    assert scale._speed_up({**entry, "break_even": out}) == "speed-up not recorded"
+    assert games.speed_up_cell({**entry, "break_even": out}) == "speed-up not recorded"
     # an explainer worse than every sampler's first budget: the best sampler needs <= 2n
-    worse = scale.versus_samplers({**entry, "rel_l2": {"mean": 0.45}}, curves, n=16)
+    worse = games.versus_samplers({**entry, "rel_l2": {"mean": 0.45}}, curves, n=16)
     assert worse["best"] == "fast" and worse["text"] == "≤ 32" and not worse["beyond_one_pair"]
     # reached at 2n, but after a budget below it (the grid starts at n + 1): still not beyond
     start = {"grid": [17, 32], "skipped": {}, "curves": {"iid": [
         {"budget": b, "evals": b, "rel_l2": e, "seconds": 0.1} for b, e in [(17, 0.5), (32, 0.05)]]}}
-    at_pair = scale.versus_samplers(entry, start, n=16)
+    at_pair = games.versus_samplers(entry, start, n=16)
     assert at_pair["relation"] == "=" and not at_pair["beyond_one_pair"]
 
 
@@ -154,11 +155,11 @@ def test_a_run_of_some_player_counts_keeps_the_others(tmp_path):
                                 "games": [game(16, "co_trained"), game(64, "frozen")]}))
     new = {"quick": False, "samplers": ["a"], "players": [64, 196], "seconds": {"64": 5, "196": 9},
            "games": [game(64, "frozen"), game(196, "frozen"), game(64, "co_trained")]}
-    out = scale.merged(new, path)
+    out = scale.merge_saved(new, path)
     assert out["players"] == [16, 64, 196] and out["seconds"] == {"16": 1, "64": 5, "196": 9}
     assert [(g["n_players"], g["kind"]) for g in out["games"]] == [
         (16, "co_trained"), (64, "co_trained"), (64, "frozen"), (196, "frozen")]
-    assert scale.merged({**new, "quick": True}, path) == {**new, "quick": True}   # other setup
+    assert scale.merge_saved({**new, "quick": True}, path) == {**new, "quick": True}   # other setup
 
 
 def test_196_players_run_the_samplers_at_2n_8n_and_32n():
@@ -174,7 +175,7 @@ def test_sampler_table_puts_each_budget_under_its_own_column():
                "games": [{"kind": "frozen", "model": "m", "n_players": 196,
                           "grid": [392, 1568, 6272], "curves": {"permutation": curve},
                           "skipped": {"shapiq_kadd": "skipped at 196 players: why"}}]}
-    rows = scale.sampler_table(results).splitlines()
+    rows = games.sampler_table(results).splitlines()
     assert rows[0].split(" | ")[3:] == ["2n", "4n", "8n", "16n", "32n |"]
     assert rows[2].endswith("| permutation | 0.5 | – | 0.2 | – | – |")
     assert rows[3].endswith("| skipped at 196 players: why |  |  |  |  |")
@@ -202,7 +203,7 @@ def test_a_finished_game_is_read_back_not_recomputed(tmp_path, monkeypatch):
     s = scale.setting_for(16, quick=True)
     other = scale.replace(s, per_class=2)
     beside = scale.replace(s, co_trained=(*s.co_trained, "learned_vit_patches196"))
-    keys = [scale.game_key("frozen", ["vit_patches"], x, True, ["permutation"], 4)
+    keys = [games.game_key("frozen", ["vit_patches"], x, True, ["permutation"], 4)
             for x in (s, other, beside)]
     assert keys[0] != keys[1] and keys[0] == keys[2]     # a model listed beside it changes nothing
 
@@ -218,18 +219,18 @@ def test_from_cache_computes_nothing_and_keeps_earlier_rows_marked(tmp_path, mon
     assert out["seconds"]["16"] == 7.0               # the earlier run's time for the games it gave
     # a cached game of today's checkpoints wins over the earlier row
     s = scale.setting_for(16, quick=True)
-    key = scale.game_key("co_trained", ["learned_vit_patches", "vit_patches"], s, True,
+    key = games.game_key("co_trained", ["learned_vit_patches", "vit_patches"], s, True,
                          scale.QUICK["samplers"], scale.QUICK["largest"])
-    scale.write_json(scale.game_path(key), {**old, "seconds": 3.0, "fresh": True})
+    games.write_json(games.game_path(key), {**old, "seconds": 3.0, "fresh": True})
     out = scale.run([16], quick=True, progress=False, fallback={"games": [old]})
     assert out["games"][0]["fresh"] and out["seconds"]["16"] == 3.0
     # the table's checkpoint column: today's fingerprint plain, another one marked as earlier
     current = scale.zoo.fingerprint(scale.zoo.resolve("learned_vit_patches", True))
-    assert scale.checkpoint_cell({"name": "learned_vit_patches", "fingerprint": current},
+    assert games.checkpoint_cell({"name": "learned_vit_patches", "fingerprint": current},
                                  True) == f"`{current}`"
-    assert scale.checkpoint_cell({"name": "learned_vit_patches", "fingerprint": "0123"},
+    assert games.checkpoint_cell({"name": "learned_vit_patches", "fingerprint": "0123"},
                                  True) == "`0123` (earlier)"
-    assert scale.checkpoint_cell({"name": "learned_vit_patches"}, True) == "earlier (not recorded)"
+    assert games.checkpoint_cell({"name": "learned_vit_patches"}, True) == "earlier (not recorded)"
 
 
 def test_games_names_a_model_of_the_player_counts():
@@ -239,5 +240,5 @@ def test_games_names_a_model_of_the_player_counts():
 
 def test_training_seconds_add_up_the_epochs_of_a_resumed_training():
     resumed = {"train_seconds": 30.0, "history": [{"seconds": 100.0}, {"seconds": 30.0}]}
-    assert scale.training_seconds(resumed) == 130.0
-    assert scale.training_seconds({"train_seconds": 7.0, "history": []}) == 7.0
+    assert games.training_seconds(resumed) == 130.0
+    assert games.training_seconds({"train_seconds": 7.0, "history": []}) == 7.0

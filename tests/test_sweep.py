@@ -1,4 +1,4 @@
-"""evaluation.sweep: the selection rule on constructed rows, and a quick run that resumes."""
+"""studies.sweep: the selection rule on constructed rows, and a quick run that resumes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evaluation import sweep
+from studies import sweep
 
 
 def row(setting, seed, accuracy, rel_l2=None, model="vit_patches"):

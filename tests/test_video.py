@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from evaluation import video
 from explainers import explain
 from models.harsanyi import LearnedShapR3D
 from models.resnet_3d import ResNet3DConfig, create_r3d
 from models.tubelet_r3d import LearnedShapTubeletR3D
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame, tubelet_feature_mask
+from studies import video
 from tests.conftest import away_from_init
 
 

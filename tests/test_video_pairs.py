@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from data import video as video_data
-from evaluation import video_pairs
+from studies import video_pairs
 
 
 def test_local_flicker_changes_brightness_in_place_and_keeps_the_clips_labels():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models import zoo
+from models.kinds import register_kind
 from tools.code_key import graph, ref
 from tools.readme import replace_block
 
@@ -19,6 +20,34 @@ def test_fingerprint_follows_the_spec_and_quick_mode_saves_apart():
     assert zoo.checkpoint_path(quick) != zoo.checkpoint_path(spec)
 
 
+def test_every_kind_is_registered_by_the_module_of_its_model():
+    """The zoo holds no builder: each kind comes from the module that defines its model, and
+    every model the zoo knows (defaults and the studies') names a registered kind."""
+    home = {"learned_vit": "models.co_trained", "learned_r3d": "models.co_trained",
+            "learned_patch_vit": "models.co_trained", "learned_tubelet_r3d": "models.co_trained",
+            "posthoc_vit": "models.posthoc", "posthoc_r3d": "models.posthoc_video",
+            "surrogate_vit": "models.surrogate", "vit": "models.kinds", "r3d": "models.kinds",
+            "resnet": "models.kinds"}
+    assert {name: kind.build.__module__ for name, kind in zoo.KINDS.items()} == home
+    assert {spec.kind for spec in zoo.all_specs().values()} <= set(zoo.KINDS)
+    with pytest.raises(ValueError, match="registered twice"):
+        register_kind("learned_vit", replace(zoo.KINDS["learned_vit"], clip_norm=None))
+
+
+def test_studies_define_their_own_models():
+    """A study's models come from its own module (found by the zoo on first use), with names of
+    their own; the patch-local ViTs follow the co-trained ViTs they are trained like."""
+    from studies import parity, patch_local, scale
+
+    specs = zoo.all_specs()
+    assert set(scale.SPECS) <= set(specs) and set(parity.SPECS) <= set(specs)
+    assert not set(scale.SPECS) & set(zoo.SPECS)
+    for task, (base, _) in patch_local.BASES.items():
+        local, co = specs[f"learned_patch_vit_{task}"], specs[base]
+        assert (local.dataset, local.epochs, local.data_options, local.init_from) == (
+            co.dataset, co.epochs, co.data_options, co.init_from)
+
+
 def test_a_kind_keys_its_own_code_only():
     """The plain ViT's key reaches no LearnedSHAP code; the co-trained one reaches its loss and
     head; an unknown kind is named with the valid ones."""
@@ -26,7 +55,7 @@ def test_a_kind_keys_its_own_code_only():
         kind = zoo.kind_of(spec)
         return set(graph().definitions(
             [ref(f) for f in (zoo.ModelSpec, zoo.train_spec, zoo.loaders, kind.build, kind.loss)],
-            ["models.zoo:KINDS", "models.zoo:load"]))
+            ["models.kinds:KINDS", "models.zoo:load"]))
 
     plain, learned = reached(zoo.SPECS["vit_patches"]), reached(zoo.SPECS["learned_vit_patches"])
     assert "models.train:train" in plain and "models.vit:ViT" in plain
@@ -44,7 +73,7 @@ def test_co_trained_heads_clip_by_the_recipe_and_the_key_follows_the_clip():
     assert zoo.clip_norm_of(zoo.SPECS["learned_r3d_tubelets"]) == zoo.RECIPE_CLIP_NORM
     # the plain models and the post-hoc explainers train as before
     assert zoo.clip_norm_of(zoo.SPECS["vit_patches"]) is None
-    assert zoo.clip_norm_of(zoo.POSTHOC_SPECS["posthoc_vit_patches"]) is None
+    assert zoo.clip_norm_of(zoo.all_specs()["posthoc_vit_patches"]) is None
     spec = zoo.SPECS["learned_vit_patches"]
     unclipped = replace(spec, head={**spec.head, "clip_norm": None})
     assert zoo.clip_norm_of(unclipped) is None
@@ -114,7 +143,7 @@ def test_a_curriculum_starts_from_the_trained_vit_and_keys_on_it(monkeypatch, tm
         assert all(torch.equal(copied[k], v) for k, v in source.items()
                    if not k.startswith("backbone.head."))
         assert copied["backbone.head.weight"].shape[0] == 2          # its own classifier
-    spec = zoo.PARITY_SPECS["vit_parity"]
+    spec = zoo.all_specs()["vit_parity"]
     assert zoo.fingerprint(spec) != zoo.fingerprint(replace(spec, init_from="vit_digits"))
     wide = replace(zoo.resolve("vit_parity", quick=True), config={"n_classes": 2, "dim": 36})
     with pytest.raises(ValueError, match="do not fit its ViT"):

@@ -1,7 +1,7 @@
 """Explaining a frozen ViT: which objective and explainer architecture, at which training budget?
 
 Two stages on the plain ViTs of the post-hoc and scale studies (the model stays frozen; every
-explainer is scored like `evaluation.posthoc.measure`: phi against its game's reference, exact at
+explainer is scored like `evaluation.faithfulness.measure`: phi against its game's reference, exact at
 16 patches, antithetic permutation with its own noise at 64 and 196):
 
 1. **screen**, 16 patches, one budget (today's: 4.95 million frozen-model evaluations), one
@@ -19,7 +19,7 @@ training images. Every row is kept in `posthoc_budget.json` with the fingerprint
 checkpoint it measured, so a run killed midway (or run size by size) redoes nothing finished; the
 table and the figure `posthoc_budget.png` are rewritten from it.
 
-    python -m evaluation.posthoc_budget [--quick] [--stage screen|curves|all] [--sizes 16 64 196]
+    python -m studies.posthoc_budget [--quick] [--stage screen|curves|all] [--sizes 16 64 196]
 
 Heavy (every point trains an explainer: 3 to 25 minutes each on 2 cores at 1x), so it has its
 own target: `make posthoc-budget`.
@@ -33,8 +33,7 @@ from pathlib import Path
 
 import data
 from evaluation.cli import experiment_parser, setup
-from evaluation.learned_report import REFERENCE_BUDGET64, REFERENCE_BUDGET196
-from evaluation.posthoc import measure
+from evaluation.faithfulness import REFERENCE_BUDGET64, REFERENCE_BUDGET196, measure
 from evaluation.records import publish, write_json
 from models import zoo
 from models.posthoc import evals_per_image

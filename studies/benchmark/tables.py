@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from evaluation.break_even import describe, describe_speed_up
+from evaluation.formatting import sig3
 from evaluation.runs import row_label
 from evaluation.scoring import METRIC_KEYS
 
@@ -41,21 +42,6 @@ COLUMNS = [
     Column("forward_ratio", "× forward ↓", "min"),
 ]
 assert {c.key for c in COLUMNS} <= set(METRIC_KEYS)
-
-
-def sig3(v: float | None) -> str:
-    """A number with 3 significant digits, thousands separated; an en dash for a missing value."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    rounded = float(f"{float(v):.3g}")            # 9.996 -> 10.0 moves to the next decade
-    if rounded == 0:
-        return "0"
-    digits = math.floor(math.log10(abs(rounded)))
-    if digits >= 3:
-        return f"{rounded:,.0f}"
-    if digits < -3:
-        return f"{rounded:.2e}"
-    return f"{rounded:.{2 - digits}f}"
 
 
 def best_rows(rows: list[dict], column: Column, exclude: set[int] | None = None) -> set[int]:

@@ -20,7 +20,7 @@ every residual block of the 2D ResNet (resnet18 topology, patch-game images) and
 Writes `layers.json`, `layers.md`, the figure `shap_cam_layers.png` (per-layer curves) and the
 block in docs/shap-workflows.md. About 15 minutes on 2 cores: `make layers`.
 
-    python -m evaluation.layers [--quick] [--models resnet_patches r3d_video]
+    python -m studies.layers [--quick] [--models resnet_patches r3d_video]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
+from evaluation.formatting import checkpoints_sentence
 from evaluation.metrics import (
     average_drop_increase,
     equal_mass_rescale,
@@ -114,7 +115,8 @@ def scores(model: nn.Module, x: Tensor, maps: Tensor, targets: Tensor, steps: in
 
 def study_model(name: str, quick: bool, progress: bool) -> dict:
     spec = zoo.resolve(name, quick)
-    model = zoo.load(name, quick=quick, progress=progress).model.eval()
+    trained = zoo.load(name, quick=quick, progress=progress)
+    model = trained.model.eval()
     per_class = QUICK["per_class"] if quick else PER_CLASS
     steps = QUICK["steps"] if quick else STEPS
     ex = load_examples(spec, model, per_class)
@@ -134,6 +136,7 @@ def study_model(name: str, quick: bool, progress: bool) -> dict:
                      "receptive_field": receptive_field(model, block),
                      **scores(model, ex.x, a.pixel_map, targets, steps)})
     return {"model": name, "description": spec.description, "n_inputs": len(ex.x),
+            "fingerprint": trained.meta.get("fingerprint"),
             "per_class": per_class, "blocks": blocks, "rows": rows,
             "accuracy_on_inputs": float((targets == ex.y).double().mean())}
 
@@ -180,7 +183,9 @@ def markdown(results: dict) -> str:
             rf_text = f"{rf['pixels']}" + (f" x {rf['frames']} frames" if "frames" in rf else "")
             lines.append(f"| {m['model']} | {row['block']} | {rf_text} | {row['method']} | "
                          f"{row['evals_per_input']:.0f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    checkpoints = checkpoints_sentence(
+        {m["model"]: m["fingerprint"] for m in results["models"] if m.get("fingerprint")}).strip()
+    return "\n".join(lines) + (f"\n\n{checkpoints}" if checkpoints else "")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -23,7 +23,7 @@ topology) on patch-game images, the 3D-ResNet on motion clips. Writes `blur_game
 `blur_game.md`, the figures `shap_blur_workflow.png` (error against evaluations) and
 `shap_blur_topk.png` (shap's top-3 classes, drawn as shap users expect) and the block in docs/shap-workflows.md.
 
-    python -m evaluation.blur_game [--quick] [--models vit_patches resnet_patches r3d_video]
+    python -m studies.blur_game [--quick] [--models vit_patches resnet_patches r3d_video]
 
 About 25 minutes on 2 cores (23 min measured on one thread; the ResNet's exact values take most of it): `make shap-blur`.
 """
@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
-from evaluation.learned_report import f
+from evaluation.formatting import checkpoints_sentence, stat
 from evaluation.metrics import rel_l2
 from evaluation.records import write_json, write_text
 from explainers import explain
@@ -144,7 +144,8 @@ def summarise(per_input: list[dict]) -> list[dict]:
 def study_model(name: str, plan: Plan, quick: bool, progress: bool) -> dict:
     """One zoo model: `plan.per_class` test inputs of each class, every run, summarised."""
     spec = zoo.resolve(name, quick)
-    model = zoo.load(name, quick=quick, progress=progress).model.eval()
+    trained = zoo.load(name, quick=quick, progress=progress)
+    model = trained.model.eval()
     ex = load_examples(spec, model, plan.per_class)
     with torch.no_grad():
         targets = model(ex.x).argmax(-1)
@@ -155,6 +156,7 @@ def study_model(name: str, plan: Plan, quick: bool, progress: bool) -> dict:
         per_input.append(score_input(model, x, k, plan, kernel))
     players = players_of(model, ex.x[0])
     return {"model": name, "description": spec.description, "n_players": players.n,
+            "fingerprint": trained.meta.get("fingerprint"),
             "grid": list(players.grid), "kernel": kernel, "n_inputs": len(ex.x),
             "per_class": plan.per_class, "classes": ex.classes,
             "summary": summarise(per_input), "per_input": per_input}
@@ -244,7 +246,9 @@ def markdown(results: dict) -> str:
               "of shap's tree |", "|---|---|---|---|"]
     for a in results["alignment"]:
         lines.append(f"| {a['image']} | {a['patch']} | {a['patches']} | {a['nodes']} |")
-    return "\n".join(lines)
+    checkpoints = checkpoints_sentence(
+        {m["model"]: m["fingerprint"] for m in results["models"] if m.get("fingerprint")}).strip()
+    return "\n".join(lines) + (f"\n\n{checkpoints}" if checkpoints else "")
 
 
 def run(names: list[str], quick: bool, progress: bool) -> dict:
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         replace_block("blur_game", table)
     for m in results["models"]:
         best = {e["method"]: e for e in m["summary"]}
-        print(f"{m['model']}: " + "; ".join(f"{k} {f(v['vs_shapley'], 'mean', 3, 'g')} vs "
+        print(f"{m['model']}: " + "; ".join(f"{k} {stat(v['vs_shapley'], 'mean', 3, 'g')} vs "
                                              "Shapley" for k, v in best.items()))
     return results
 

@@ -25,7 +25,7 @@ model's mean minus 0.5 point, with no seed more than 1.5 points below that mean.
 written after every setting (`shap_overlays/sweep.json`) and a rerun skips what is there;
 checkpoints are cached like every zoo model.
 
-    python -m evaluation.sweep [--models vit_patches vit_digits vit_patches64] [--quick]
+    python -m studies.sweep [--models vit_patches vit_digits vit_patches64] [--quick]
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evaluation.cli import experiment_parser, setup
+from evaluation.faithfulness import REFERENCE_BUDGET64
+from evaluation.formatting import number
 from evaluation.head_checks import head_faithfulness, large_test_accuracy
-from evaluation.learned_report import REFERENCE_BUDGET64
 from evaluation.records import write_json, write_text
 from models import zoo
 from tools.readme import replace_block
@@ -261,15 +262,6 @@ def save(rows: list[dict], keys: list[str], quick: bool, out: Path) -> dict:
     return results
 
 
-def cell(v, digits: int = 3) -> str:
-    return "–" if v is None else f"{v:.{digits}f}"
-
-
-def small(v) -> str:
-    """A value that may be tiny (errors, remainders): three significant digits."""
-    return "–" if v is None else f"{v:.3g}"
-
-
 def markdown(results: dict) -> str:
     lines = []
     for key, sel in results["selection"].items():
@@ -288,15 +280,15 @@ def markdown(results: dict) -> str:
             bound = "" if r["resolved"] else "≤ "
             lines.append(
                 f"| {r['setting']} | {r['seed']} | {accuracy} "
-                f"| {bound}{small(r['rel_l2'])} ({small(r['rel_l2_max'])}) | "
-                f"{cell(r['pearson'], 4)} | {cell(r['pair_pearson_faith'])}, "
-                f"{cell(r['pair_rel_l2_faith'])} | {cell(r['pair_pearson_harsanyi'])} | "
-                f"{small(r['remainder'])} | {r['train_seconds']:.0f} | `{r['fingerprint']}` |")
+                f"| {bound}{number(r['rel_l2'], 3, 'g')} ({number(r['rel_l2_max'], 3, 'g')}) | "
+                f"{number(r['pearson'], 4)} | {number(r['pair_pearson_faith'])}, "
+                f"{number(r['pair_rel_l2_faith'])} | {number(r['pair_pearson_harsanyi'])} | "
+                f"{number(r['remainder'], 3, 'g')} | {r['train_seconds']:.0f} | `{r['fingerprint']}` |")
         chosen = sel["chosen"]
         lines += ["", f"Plain head over {sel['plain_seeds']} seed(s): "
-                  f"{cell(sel['plain_accuracy_large'], 4)} on the large test split; the rule asks "
-                  f"for a mean of at least {cell(sel['bar'], 4)} and no seed below "
-                  f"{cell(sel['floor'], 4)}. Settings with {len(SEEDS)} seeds (mean accuracy, "
+                  f"{number(sel['plain_accuracy_large'], 4)} on the large test split; the rule asks "
+                  f"for a mean of at least {number(sel['bar'], 4)} and no seed below "
+                  f"{number(sel['floor'], 4)}. Settings with {len(SEEDS)} seeds (mean accuracy, "
                   "worst seed, mean rel. L2): "
                   + ("; ".join(f"{c['setting']} {c['accuracy_large']:.4f}, {c['accuracy_min']:.4f}, "
                                f"{c['rel_l2']:.4f} ({'passes' if c['passes'] else 'fails'})"

@@ -15,9 +15,9 @@ images for the same epochs, are measured on
 
 Does attention make the pairwise class easier to train or to generalise? 196 patches train for
 tens of minutes each on 2 cores, so they run only when asked (`--sizes 16 64 196`). The parity
-task's patch-local model is measured by `evaluation.parity` beside the other parity models.
+task's patch-local model is measured by `studies.parity` beside the other parity models.
 
-    python -m evaluation.patch_local [--sizes 16 64] [--quick]
+    python -m studies.patch_local [--sizes 16 64] [--quick]
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from evaluation.cli import experiment_parser, setup
+from evaluation.faithfulness import REFERENCE_BUDGET64, REFERENCE_BUDGET196
+from evaluation.formatting import number
 from evaluation.head_checks import head_faithfulness, large_test_accuracy
-from evaluation.learned_report import REFERENCE_BUDGET64, REFERENCE_BUDGET196
 from evaluation.records import write_json, write_text
 from models import zoo
 from tools.readme import replace_block
@@ -43,6 +44,28 @@ SIZES = {16: ("vit_patches", "learned_vit_patches", "learned_patch_vit_patches")
 DEFAULT_SIZES = (16, 64)
 PER_CLASS = {16: 2, 64: 2, 196: 1}
 ROLES = ("plain", "co-trained", "patch-local")
+# task -> the co-trained ViT whose data, epochs and start a patch-local ViT shares, and its data
+BASES = {"patches": ("learned_vit_patches", "16 patches, patch-game images"),
+         "patches64": ("learned_vit_patches64", "64 patches, 64x64 patch-game images"),
+         "patches196": ("learned_vit_patches196_w0", "196 patches, 112x112 patch-game images"),
+         "parity": ("learned_vit_parity_w10", "16 patches, parity of three objects")}
+
+
+def specs(known: dict[str, zoo.ModelSpec]) -> dict[str, zoo.ModelSpec]:
+    """The patch-local LearnedSHAP ViTs (models.patch_vit: each patch token through the blocks
+    alone, patches meeting only in the head's pair terms), exact by construction, each trained
+    like the co-trained ViT of the same size and task in `known` (data, epochs, start) without
+    the consistency loss."""
+    out = {}
+    for task, (base, what) in BASES.items():
+        co = known[base]
+        out[f"learned_patch_vit_{task}"] = zoo.ModelSpec(
+            f"learned_patch_vit_{task}", "learned_patch_vit", co.dataset, co.config,
+            epochs=co.epochs, batch_size=co.batch_size, head={"consistency": 0.0},
+            plain=co.plain, data_options=co.data_options, quick=co.quick,
+            init_from=co.init_from,
+            description=f"LearnedSHAP patch-local ViT (each patch on its own), {what}")
+    return out
 
 
 def reference_budget(n_players: int, quick: bool) -> int | None:
@@ -99,10 +122,6 @@ def save(rows: list[dict], quick: bool, out: Path) -> dict:
     return results
 
 
-def small(v) -> str:
-    return "–" if v is None else f"{v:.3g}"
-
-
 def markdown(results: dict) -> str:
     lines = ["| players | model | role | accuracy (test / large / last train epoch) | phi rel. L2 "
              "mean (max) | pairs vs Faith-Shap Pearson | remainder 1 - R² | train s | "
@@ -111,8 +130,10 @@ def markdown(results: dict) -> str:
         faithful = ""
         if "rel_l2" in r:
             bound = "" if r["resolved"] else "≤ "
-            faithful = (f"{bound}{small(r['rel_l2'])} ({small(r['rel_l2_max'])}) | "
-                        f"{small(r['pair_pearson_faith'])} | {small(r['remainder'])}")
+            faithful = (f"{bound}{number(r['rel_l2'], 3, 'g')} "
+                        f"({number(r['rel_l2_max'], 3, 'g')}) | "
+                        f"{number(r['pair_pearson_faith'], 3, 'g')} | "
+                        f"{number(r['remainder'], 3, 'g')}")
         else:
             faithful = " | | "
         lines.append(f"| {r['size']} | `{r['model']}` | {r['role']} | {r['accuracy']:.1%} / "

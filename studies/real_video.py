@@ -1,7 +1,7 @@
 """Real video through the same code: r3d_18 on a UCF101-layout folder, every video explainer timed.
 
-    python -m evaluation.real_video --data-root <folder>          # root/<class>/*.avi (UCF101)
-    python -m evaluation.real_video --demo-folder /tmp/ucf --random-weights   # no data, no weights
+    python -m studies.real_video --data-root <folder>          # root/<class>/*.avi (UCF101)
+    python -m studies.real_video --demo-folder /tmp/ucf --random-weights   # no data, no weights
 
 torchvision's r3d_18 with its Kinetics-400 weights, read from the torch hub cache only (this
 project never downloads at run time): when the file is missing the error names the path to copy it

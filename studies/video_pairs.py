@@ -29,7 +29,7 @@ Magnitudes, because a pair the model depends on may lower the class together as 
 it. Writes `video_pairs.json`, `video_pairs.md`, the figure `learnedSHAP_video_pairs.png` and the
 block `video_pairs` in docs/video.md.
 
-    python -m evaluation.video_pairs [--quick]
+    python -m studies.video_pairs [--quick]
 """
 
 from __future__ import annotations
@@ -40,17 +40,39 @@ import torch
 from torch import Tensor, nn
 
 import data
-from evaluation import scale
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import Examples, load_examples
-from evaluation.learned_report import f, stats
+from evaluation.faithfulness import stats
+from evaluation.formatting import stat
 from evaluation.metrics import auroc, rel_l2
 from evaluation.records import write_json, write_text
 from evaluation.references import reference
 from models import zoo
-from models.posthoc_video import TubeletPlayers
+from models.tubelet_players import TubeletPlayers
+from models.zoo import QUICK_VIDEO, WHOLE_CLIP, ModelSpec
 from tools.readme import replace_block
 from viz.overlay import plot_video_pairs, save_figure
+
+# The models of this study: the same clips with one or two local
+# flickering squares (data.video's local_flicker), a plain 3D-ResNet, the whole-clip default
+# head and the tubelet-local head trained on them, so that pair terms can be scored against
+# object-object and object-flicker pairs.
+FLICKER = {"local_flicker": (1, 2)}
+SPECS: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec("r3d_video_flicker", "r3d", "video", {"n_classes": 4}, epochs=3, batch_size=32,
+              data_options=FLICKER, quick=QUICK_VIDEO,
+              description="3D-ResNet on motion clips with local flickering squares"),
+    ModelSpec("learned_r3d_video_flicker", "learned_r3d", "video", {"n_classes": 4}, epochs=6,
+              batch_size=32, head=WHOLE_CLIP, plain="r3d_video_flicker", data_options=FLICKER,
+              quick=QUICK_VIDEO,
+              description="LearnedSHAP 3D-ResNet (whole clip, 8 tubelets), clips with flicker"),
+    ModelSpec("learned_r3d_tubelets_flicker", "learned_tubelet_r3d", "video", {"n_classes": 4},
+              epochs=4, batch_size=32, head={"consistency": 0.0, "tubelets": (2, 2, 2)},
+              plain="r3d_video_flicker", data_options={**FLICKER, "n_train": 6000},
+              quick=QUICK_VIDEO,
+              description="LearnedSHAP tubelet-local 3D-ResNet, 8 tubelets, clips with flicker"),
+]}
+
 
 PLAIN = "r3d_video_flicker"
 LEARNED = ("learned_r3d_video_flicker", "learned_r3d_tubelets_flicker")
@@ -161,8 +183,8 @@ def markdown(results: dict) -> str:
         for source, s in m["sources"].items():
             lines.append(f"| `{m['model']}` | {m['accuracy']:.3f} | {source} | "
                          f"{mean_se(s['object_auroc'])} | {mean_se(s['flicker_auroc'])} | "
-                         f"{mean_se(s['flicker_share'])} ({f(s['flicker_chance'], 'mean')}) | "
-                         f"{f(s['rel_l2_harsanyi'], 'mean')} |")
+                         f"{mean_se(s['flicker_share'])} ({stat(s['flicker_chance'], 'mean')}) | "
+                         f"{stat(s['rel_l2_harsanyi'], 'mean')} |")
     return (f"{results['models'][0]['clips']} test clips ({results['per_class']} per class), "
             f"8 tubelets (2 x 2 x 2), predicted class; AUROCs of |c_ij|; mean ± standard error "
             f"over clips.\n\n"
@@ -197,14 +219,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--per-class", type=int, default=None,
                         help=f"test clips of each class (default {PER_CLASS}; quick: 2)")
     args = parser.parse_args(argv)
-    quick, out = setup(args, scale.OUT, "video-pairs-quick")
+    quick, out = setup(args, zoo.RESULTS_DIR, "video-pairs-quick")
     per_class = args.per_class or (2 if quick else PER_CLASS)
     results, measured = run([PLAIN, *LEARNED], quick, per_class, not args.no_progress)
     results = write_json(out / "video_pairs.json", results)
     table = markdown(results)
     write_text(out / "video_pairs.md", table + "\n")
     save_figure(figure(measured), out / FIGURE, dpi=80)
-    if not quick and out.resolve() == scale.OUT.resolve():
+    if not quick and out.resolve() == zoo.RESULTS_DIR.resolve():
         replace_block("video_pairs", table)
     print(table)
     return results

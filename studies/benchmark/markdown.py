@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from evaluation.tables import (
+from evaluation.formatting import checkpoints_sentence
+from studies.benchmark.tables import (
     break_even_table,
     markdown_table,
     models_table,
@@ -20,13 +21,6 @@ def config_line(config: dict) -> str:
             f"torch thread(s); torch {v['torch']}, timm {v['timm']}, shap {v['shap']}, captum "
             f"{v['captum']}, shapiq {v['shapiq']}; {config['date']}."
             + checkpoints_sentence(config.get("checkpoints")))
-
-
-def checkpoints_sentence(checkpoints: dict | None) -> str:
-    """Which checkpoint of each model the tables measured (their fingerprints)."""
-    if not checkpoints:
-        return ""
-    return " Checkpoints: " + ", ".join(f"{name} `{fp}`" for name, fp in checkpoints.items()) + "."
 
 
 def scope_sentence(results: dict) -> str:

@@ -7,13 +7,13 @@ predicted class is explained, one input per call, on the same number of examples
 class. For each model and run (`plan`; samplers once per budget) `scoring.score` gives agreement
 with the exact values, ground truth, faithfulness and cost; then the break-even budgets
 (`break_even`) against the same references, Adebayo et al.'s cascading randomisation on the
-16-patch ViT, and the timings. Writes `results.json`, `results_timing.json`, `results.md` (`evaluation.markdown`) and
+16-patch ViT, and the timings. Writes `results.json`, `results_timing.json`, `results.md` (`studies.benchmark.markdown`) and
 four figures into `--out`. Every wall-clock quantity (seconds, ratios of seconds, the date, the
 host) goes to `results_timing.json`, so that a rerun on the same machine writes a byte-identical
 `results.json`; `load_results` merges the two back.
 
-    python -m evaluation.benchmark [--quick] [--out shap_overlays/]
-    python -m evaluation.benchmark --record-make-run SECONDS   # after `make run`: its duration
+    python -m studies.benchmark [--quick] [--out shap_overlays/]
+    python -m studies.benchmark --record-make-run SECONDS   # after `make run`: its duration
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from tqdm.auto import tqdm
 
 from evaluation import break_even as be
 from evaluation.examples import EXAMPLE_SEED, Examples, load_examples
-from evaluation.figures import convergence, grid_images, grid_video, insertion_deletion_figure
-from evaluation.learned_report import REFERENCE_BUDGET64, remainder
-from evaluation.markdown import render
+from evaluation.faithfulness import REFERENCE_BUDGET64, remainder
 from evaluation.metrics import cascading_randomization, rel_l2
 from evaluation.records import (
     json_ready,
@@ -55,10 +53,17 @@ from evaluation.timing import forward_cost, forward_seconds
 from explainers import explain
 from explainers.core import model_device
 from models import zoo
+from studies.benchmark.figures import (
+    convergence,
+    grid_images,
+    grid_video,
+    insertion_deletion_figure,
+)
+from studies.benchmark.markdown import render
 from tools.readme import replace_block
 from viz.overlay import save_figure
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / "shap_overlays"
 
 # benchmark key -> the zoo's LearnedSHAP model that every method explains
@@ -511,7 +516,7 @@ def load_results(out: Path = DEFAULT_OUT) -> dict:
     path = out / RESULTS
     if not path.exists():
         raise FileNotFoundError(f"no {path}: run the benchmark first (`make run`, or "
-                                "`python -m evaluation.benchmark --quick --out DIR`)")
+                                "`python -m studies.benchmark --quick --out DIR`)")
     results = json.loads(path.read_text())
     timing = out / TIMING
     return merge_fields(results, json.loads(timing.read_text())) if timing.exists() else results
