@@ -14,6 +14,7 @@ from evaluation.metrics import pearson, rel_l2
 from evaluation.references import reference, resolved
 from evaluation.scoring import efficiency_gap
 from models import zoo
+from models.harsanyi import consistency_loss, training_coalitions
 from models.train import evaluate
 
 
@@ -65,3 +66,28 @@ def head_faithfulness(spec: zoo.ModelSpec, model: torch.nn.Module, per_class: in
             "remainder": mean(remainders), "pair_pearson_faith": mean(pair_faith),
             "pair_rel_l2_faith": mean(pair_faith_l2), "pair_pearson_harsanyi": mean(pair_harsanyi),
             "n_examples": len(ex), "per_class": ex.per_class, "reference": ref.describe()}
+
+
+@torch.no_grad()
+def objective_terms(spec: zoo.ModelSpec, model: torch.nn.Module, batch: dict,
+                    seed: int = 0) -> dict:
+    """The co-trained LearnedSHAP objective of `spec` on one batch, term by term, at full weight
+    (after the warm-up): cross-entropy of the full input, the consistency gap (mean squared
+    difference between the model on one sampled coalition per example and the head's
+    decomposition restricted to it; the paired sampler averages it with the complement's) and
+    their weighted sum, the loss `models.harsanyi.learned_shap_loss` trains on."""
+    model.eval()
+    x, y = batch["x"], batch["y"]
+    weight = float(spec.head.get("consistency", 1.0))
+    sampler = spec.head.get("sampler", "uniform")
+    full = model.explain(x)
+    cross_entropy = float(torch.nn.functional.cross_entropy(full.logits, y))
+    keep = training_coalitions(sampler, len(x), model.n_players,
+                               torch.Generator().manual_seed(seed), x.device)       # (B, N)
+    gap = consistency_loss(model, full, x, keep)
+    if sampler == "kernel_paired":
+        gap = (gap + consistency_loss(model, full, x, ~keep)) / 2
+    logits = full.logits.gather(1, y[:, None])
+    return {"cross_entropy": cross_entropy, "consistency_gap": float(gap), "weight": weight,
+            "sampler": sampler, "loss": cross_entropy + weight * float(gap),
+            "logit_scale": float(logits.abs().mean()), "coalition_sizes": keep.sum(1).tolist()}

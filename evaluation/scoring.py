@@ -18,12 +18,11 @@ from torch import Tensor, nn
 
 from evaluation.efficiency import EFFICIENCY_RTOL, EfficiencyError, check_efficient
 from evaluation.examples import Examples, per_class_means
+from evaluation.map_metrics import average_drop_increase, masked_probabilities
 from evaluation.metrics import (
     auroc,
-    average_drop_increase,
     forward_ratio,
     insertion_deletion,
-    masked_probabilities,
     pair_auroc,
     pearson,
     pointing_game,

@@ -88,7 +88,7 @@ def references(model: nn.Module, ex: Examples, exp: cfg.Experiment) -> list[Refe
     return distributed.map_sharded(lambda x: reference(model, x, budget), list(ex.x))
 
 
-def one(ex: Examples, i: int) -> Examples:
+def example(ex: Examples, i: int) -> Examples:
     """Example i alone."""
     pick = slice(i, i + 1)
     return replace(ex, x=ex.x[pick], y=ex.y[pick], relevant=ex.relevant[pick],
@@ -99,7 +99,7 @@ def one(ex: Examples, i: int) -> Examples:
 def sharded_run(spec: RunSpec, model: nn.Module, ex: Examples, targets: Tensor, seed: int) -> Run:
     """run_method over the examples split across the ranks, merged in example order."""
     parts = distributed.map_sharded(
-        lambda i: run_method(spec, model, one(ex, i), targets[i:i + 1], seed=seed),
+        lambda i: run_method(spec, model, example(ex, i), targets[i:i + 1], seed=seed),
         list(range(len(ex))))
     cat = lambda key: torch.cat([getattr(r, key) for r in parts])   # noqa: E731
     pairs = cat("pairs") if all(r.pairs is not None for r in parts) else None

@@ -33,13 +33,13 @@ from tqdm.auto import tqdm
 from evaluation.cli import experiment_parser, setup
 from evaluation.examples import load_examples
 from evaluation.formatting import checkpoints_sentence
-from evaluation.metrics import (
+from evaluation.map_metrics import (
     average_drop_increase,
     equal_mass_rescale,
-    insertion_deletion,
     masked_probabilities,
     normalise_map,
 )
+from evaluation.metrics import insertion_deletion
 from evaluation.records import publish, write_json
 from explainers import explain
 from explainers.core import cnn_blocks

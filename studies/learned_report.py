@@ -22,7 +22,7 @@ import torch
 
 from evaluation.examples import load_examples
 from evaluation.faithfulness import REFERENCE_BUDGET64, compare, references_for
-from evaluation.formatting import stat
+from evaluation.formatting import number, stat
 from evaluation.records import json_ready, split_fields, write_json, write_text
 from evaluation.timing import forward_cost
 from explainers.core import model_device
@@ -90,17 +90,16 @@ def per_class_markdown(results: list[dict]) -> str:
     lines = ["| model | class | phi rel. L2 | remainder 1 - R² | pairs vs Faith-Shap: Pearson, "
              "rel. L2 | pairs vs Harsanyi (Pearson) |", "|---|---|---:|---:|---|---:|"]
 
-    def g(per: dict, key: str, c: str, digits: int = 3, style: str = "f") -> str:
-        v = per.get(key, {}).get(c)
-        return "n/a" if v is None else f"{v:.{digits}{style}}"
+    def class_stat(per: dict, key: str, c: str, digits: int = 3, style: str = "f") -> str:
+        return number(per.get(key, {}).get(c), digits, style, empty="n/a")
 
     for r in results:
         per = r["agreement"]["per_class"]
         for c in r["classes"]:
-            lines.append(f"| `{r['model']}` | {c} | {g(per, 'rel_l2', c, style='g')} | "
-                         f"{g(per, 'remainder', c, 4)} | {g(per, 'pair_pearson_faith', c)}, "
-                         f"{g(per, 'pair_rel_l2_faith', c)} | "
-                         f"{g(per, 'pair_pearson_harsanyi', c)} |")
+            lines.append(f"| `{r['model']}` | {c} | {class_stat(per, 'rel_l2', c, style='g')} | "
+                         f"{class_stat(per, 'remainder', c, 4)} | {class_stat(per, 'pair_pearson_faith', c)}, "
+                         f"{class_stat(per, 'pair_rel_l2_faith', c)} | "
+                         f"{class_stat(per, 'pair_pearson_harsanyi', c)} |")
     return "\n".join(lines)
 
 

@@ -181,6 +181,31 @@ def grouped(rows: list[dict]) -> dict[tuple, list[dict]]:
     return out
 
 
+def against_vit_shapley(rows: list[dict], seeds: int = len(SEEDS)) -> list[dict]:
+    """At every (players, budget) where ViT-Shapley and at least one of our candidates have all
+    `seeds` training seeds: ViT-Shapley's mean phi error over the seeds, our best candidate's,
+    whether ours is below (the study's goal), and whether each error is resolved (its reference's
+    noise at most a third of it at every seed; else the error is a bound, "≤")."""
+    groups = grouped(rows)
+    out = []
+    for (size, candidate, multiple), rs in groups.items():
+        if candidate != BASELINE or len(rs) < seeds:
+            continue
+        ours = {c: sum(r["rel_l2"]["mean"] for r in g) / len(g)
+                for (n, c, m), g in groups.items()
+                if (n, m) == (size, multiple) and c != BASELINE and len(g) >= seeds}
+        if not ours:
+            continue
+        best = min(ours, key=ours.get)
+        theirs = sum(r["rel_l2"]["mean"] for r in rs) / len(rs)
+        resolved = {c: all(r["resolved"] for r in groups[(size, c, multiple)])
+                    for c in (BASELINE, best)}
+        out.append({"size": size, "multiple": multiple, "vit_shapley": theirs, "best": best,
+                    "ours": ours[best], "ahead": ours[best] < theirs,
+                    "vit_shapley_resolved": resolved[BASELINE], "ours_resolved": resolved[best]})
+    return sorted(out, key=lambda r: (r["size"], r["multiple"]))
+
+
 def markdown(results: dict) -> str:
     lines = ["| players | explainer | budget (x today's) | frozen evals | seeds | phi rel. L2: "
              "mean over seeds (min, max) | reference (max noise) | pairs vs Faith-Shap "

@@ -62,16 +62,15 @@ from shapley.game import make_baseline, tubelet_feature_mask
 from tools.readme import replace_block
 from viz.overlay import save_figure
 
-# The video study (`python -m studies.video`, make video): LearnedSHAP on a tubelet-local
-# 3D-ResNet (models.tubelet_r3d), whose game drops tubelet tokens and is pairwise by construction,
-# at 8 tubelets (2 x 2 x 2, exact references; the default `learned_r3d_tubelets` above) and 32
-# (2 x 4 x 4, sampled references). No consistency loss (it would be zero). The 32-tubelet model
-# trains on 6,000 clips for 4 epochs: with the head's earlier random initialisation the 8-tubelet
-# model reached 97.6% on the 2,000 clips and 6 epochs of the whole-clip models, below the plain
-# 3D-ResNet's 100% (each tubelet sees a quarter of the frames' area).
+# The video study's models: LearnedSHAP on a tubelet-local 3D-ResNet (models.tubelet_r3d), whose
+# game drops tubelet tokens and is pairwise by construction, at 8 tubelets (2 x 2 x 2, exact
+# references; the zoo's default `learned_r3d_tubelets`) and 32 (2 x 4 x 4, sampled references),
+# without a consistency loss (it would be zero). The 32-tubelet model trains on 6,000 clips for 4
+# epochs: each of its tubelets sees a sixteenth of the frames' area (the 8-tubelet model's a
+# quarter), so it trains on more clips than the 2,000 of the 8-tubelet model.
 SPECS: dict[str, ModelSpec] = {s.name: s for s in [
-    # Ablations of the first whole-clip default (consistency 10, uniform coalitions; the default
-    # learned_r3d_video now takes both the weight 100 and the kernel), one cause at a time: an empty clip
+    # Ablations of a whole-clip head (consistency 10, uniform coalitions; the zoo's
+    # learned_r3d_video takes weight 100 and the kernel), one cause at a time: an empty clip
     # that does not depend on the input (zeros instead of the blur), the coalitions of the
     # consistency loss (the Shapley kernel, each with its complement), its weight (100), its
     # warm-up (none instead of one epoch) and the head's capacity (rank 32 instead of 8).

@@ -22,6 +22,7 @@ from studies.benchmark.tables import (
     Column,
     best_rows,
     break_even_table,
+    headline_table,
     markdown_table,
     shortfalls,
 )
@@ -341,3 +342,15 @@ def test_make_run_duration_is_recorded_in_the_results(quick_run):
     assert "`make run`: 412 s" in (out / "results.md").read_text()
     with pytest.raises(ValueError, match="positive number of seconds"):
         benchmark.record_make_run(0.0, out)
+
+
+def test_headline_table_takes_each_sampler_at_its_largest_budget():
+    rows = [{"model": "m", "method": "permutation", "variant": "", "budget": b, "rel_l2_exact": e,
+             "evals": b, "forward_ratio": None, "auroc_truth": None, "deletion_auc": None}
+            for b, e in ((32, 0.5), (512, 0.01))]
+    rows.append({"model": "m", "method": "learned_shap", "variant": "", "budget": None,
+                 "rel_l2_exact": 1e-4, "evals": 1, "forward_ratio": 1.1, "auroc_truth": 1.0,
+                 "deletion_auc": 0.2})
+    table = headline_table(rows).splitlines()
+    assert len(table) == 4 and "learned_shap" in table[2] and "1.00e-04" in table[2]
+    assert "0.0100" in table[3] and "512" in table[3] and "0.500" not in table[3]

@@ -11,17 +11,19 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from evaluation.metrics import (
-    auroc,
+from evaluation.map_metrics import (
     average_drop_increase,
-    cascading_randomization,
     equal_mass_exponent,
     equal_mass_rescale,
     explanation_masked_input,
-    forward_ratio,
-    insertion_deletion,
     masked_probabilities,
     normalise_map,
+)
+from evaluation.metrics import (
+    auroc,
+    cascading_randomization,
+    forward_ratio,
+    insertion_deletion,
     pair_auroc,
     pearson,
     pointing_game,

@@ -4,6 +4,7 @@ headless in quick mode without writing themselves back (in the session's quick `
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,39 @@ NOTEBOOKS = [(GRADIENT_SHAP, FIGURES), (LEARNED_SHAP, LEARNED_FIGURES), (COMPARI
 @pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
 def test_notebook_is_committed_executed_with_inline_figures(notebook):
     assert_committed_executed(notebook)
+
+
+# a number quoted in prose: a decimal (0.067, 1,234.5) or a percentage (5.6%, 12%)
+QUOTED = re.compile(r"(?<![\w.^])(\d+(?:,\d{3})*\.\d+%?|\d+(?:\.\d+)?%)(?![\w.])")
+
+
+def quoted_numbers(markdown: str) -> list[str]:
+    """The numbers a markdown cell quotes, outside code spans and indented code."""
+    prose = re.sub(r"`[^`]*`", "", markdown)
+    prose = re.sub(r"^    .*$", "", prose, flags=re.M)
+    return QUOTED.findall(prose)
+
+
+def test_quoted_numbers_are_found_in_a_text():
+    assert quoted_numbers("a gap of 5.6% at 200 samples; `0.25` and 1,234.5 and 3x") == \
+        ["5.6%", "1,234.5"]
+
+
+@pytest.mark.parametrize("notebook", [nb for nb, _ in NOTEBOOKS], ids=lambda p: p.stem)
+def test_notebook_reads_as_a_paper_and_its_prose_quotes_what_its_cells_print(notebook):
+    """It opens with its question and closes with what to conclude, and every number its
+    markdown quotes is one a cell of the committed run printed (prose that drifts from the
+    results fails here)."""
+    nb = nbformat.read(notebook, as_version=4)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    assert "**Question.**" in markdown[0], f"{notebook.name} does not open with its question"
+    assert markdown[-1].startswith("## What to conclude"), \
+        f"{notebook.name} does not close with what to conclude"
+    printed = "\n".join(out.get("text", "") + "".join(
+        str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+        for c in nb.cells if c.cell_type == "code" for out in outputs(c))
+    unprinted = [n for text in markdown for n in quoted_numbers(text) if n not in printed]
+    assert not unprinted, f"{notebook.name} quotes numbers no cell printed: {unprinted}"
 
 
 @pytest.mark.slow

@@ -38,6 +38,23 @@ def test_the_curves_carry_the_screens_best_two_and_vit_shapley():
 
 
 @pytest.mark.slow
+def test_against_vit_shapley_compares_complete_points_only():
+    """A budget enters the comparison once ViT-Shapley and one of ours have every seed; the best
+    of ours is the lowest mean over seeds."""
+    def row(candidate, multiple, seed, error):
+        return {"size": 64, "candidate": candidate, "multiple": multiple, "seed": seed,
+                "rel_l2": {"mean": error}, "resolved": error > 0.11}
+
+    rows = [row("vit_shapley", 0.1, 0, 0.12), row("vit_shapley", 0.1, 1, 0.14),
+            row("kernel", 0.1, 0, 0.10), row("kernel", 0.1, 1, 0.12),
+            row("deeper", 0.1, 0, 0.09),                         # one seed only: left out
+            row("vit_shapley", 0.3, 0, 0.1), row("vit_shapley", 0.3, 1, 0.1)]   # none of ours
+    out = pb.against_vit_shapley(rows)
+    assert len(out) == 1 and out[0]["best"] == "kernel"
+    assert out[0]["ours"] == pytest.approx(0.11) and out[0]["vit_shapley"] == pytest.approx(0.13)
+    assert out[0]["ahead"] and out[0]["vit_shapley_resolved"] and not out[0]["ours_resolved"]
+
+
 def test_quick_study_screens_curves_and_resumes(tmp_path, monkeypatch):
     results = pb.main(["--quick", "--sizes", "16", "--out", str(tmp_path), "--no-progress"])
     names = {r["candidate"] for r in results["rows"]}

@@ -26,7 +26,7 @@ import os
 import platform
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +34,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from evaluation import break_even as be
 from evaluation.examples import EXAMPLE_SEED, Examples, load_examples
-from evaluation.faithfulness import REFERENCE_BUDGET64, remainder
-from evaluation.metrics import cascading_randomization, rel_l2
+from evaluation.metrics import cascading_randomization
 from evaluation.records import (
     json_ready,
     merge_fields,
@@ -53,6 +51,7 @@ from evaluation.timing import forward_cost, forward_seconds
 from explainers import explain
 from explainers.core import model_device
 from models import zoo
+from studies.benchmark.break_even import break_even_model
 from studies.benchmark.figures import (
     convergence,
     grid_images,
@@ -60,6 +59,7 @@ from studies.benchmark.figures import (
     insertion_deletion_figure,
 )
 from studies.benchmark.markdown import render
+from studies.benchmark.settings import Settings, settings_for
 from tools.readme import replace_block
 from viz.overlay import save_figure
 
@@ -78,65 +78,6 @@ TIMING = "results_timing.json"
 # the host), wherever they sit in the results: written to TIMING, never to RESULTS.
 TIMING_FIELDS = frozenset({"seconds", "forward_ratio", "forward_seconds", "learned_cost",
                            "timings", "date", "platform", "cpu_count"})
-
-
-# --- settings -----------------------------------------------------------------------------------
-@dataclass
-class Settings:
-    """How much work the benchmark does: the full run fits `make run`, quick mode CI."""
-
-    quick: bool
-    seed: int = 0
-    per_class: dict[str, int] = field(default_factory=dict)      # examples of each class
-    n_samples: int = 200             # GradientSHAP samples per input (shap and captum)
-    ig_steps: int = 50               # integrated-gradients steps
-    budgets: dict[str, list[int]] = field(default_factory=dict)  # sampler rows, in units of 2n
-    break_even_largest: dict[str, int] = field(default_factory=dict)
-    break_even_per_class: dict[str, int] = field(default_factory=dict)
-    break_even_seeds: tuple[int, ...] = (0, 1)
-    # pair terms against shapiq's Faith-Shap approximators (16 players: exact Faith-Shap pairs),
-    # on the first `pair_per_class` break-even examples of each class
-    pair_largest: int = 2048
-    pair_per_class: int = 1
-    pair_seeds: tuple[int, ...] = (0, 1)
-    reference_budget64: int = REFERENCE_BUDGET64
-    remainder_coalitions: int = 1000   # Shapley-kernel coalitions per image for the remainder
-    sanity_per_class: int = 1
-    sanity_samples: int = 50         # GradientSHAP samples inside the randomisation check
-    sanity_budget: int = 256         # permutation budget inside the randomisation check
-    figure_examples: int = 6
-    exact_timed: int = 2             # examples the exact row is timed on (its values: references)
-    # Two threads: on an idle 2-core machine the exact enumeration of one 16-patch image takes
-    # 2.9 s on two and 5.0 s on one. With another busy process on the machine two threads wait
-    # for each other (many times slower): pass --threads 1 there. Results depend on the count
-    # (float sums), so reruns compare at the same setting.
-    threads: int = 2
-
-
-def settings_for(quick: bool, seed: int = 0) -> Settings:
-    """The full benchmark's settings (about five minutes on two CPU cores), or quick mode's."""
-    if quick:
-        return Settings(
-            quick=True, seed=seed,
-            per_class={"vit_patches": 1, "vit_digits": 1, "r3d_video": 1},
-            n_samples=16, ig_steps=16,
-            budgets={"vit_patches": [2, 8], "vit_digits": [2], "r3d_video": [2, 4]},
-            break_even_largest={"vit_patches": 256, "vit_digits": 64, "r3d_video": 64,
-                                "vit_patches64": 256},
-            break_even_per_class={"vit_patches": 1, "vit_digits": 1, "r3d_video": 1,
-                                  "vit_patches64": 1},
-            break_even_seeds=(0,), reference_budget64=2048, remainder_coalitions=200,
-            pair_largest=128, pair_seeds=(0,),
-            sanity_per_class=1, sanity_samples=8, sanity_budget=64, figure_examples=3,
-            exact_timed=1)
-    return Settings(
-        quick=False, seed=seed,
-        per_class={"vit_patches": 4, "vit_digits": 1, "r3d_video": 2},
-        budgets={"vit_patches": [2, 8, 32], "vit_digits": [2, 8, 32], "r3d_video": [2, 8, 32]},
-        break_even_largest={"vit_patches": 2048, "vit_digits": 2048, "r3d_video": 256,
-                            "vit_patches64": 2048},
-        break_even_per_class={"vit_patches": 4, "vit_digits": 1, "r3d_video": 4,
-                              "vit_patches64": 4})
 
 
 # --- what runs on each model --------------------------------------------------------------------
@@ -316,65 +257,6 @@ def benchmark_model(key: str, trained: dict[str, zoo.Trained], settings: Setting
     result.break_even = break_even_model(model, pool.first(settings.break_even_per_class[key]),
                                          targets[:k], refs[:k], settings, key, progress)
     return result
-
-
-# the complete samplers of the speed-up table: one i.i.d. permutation is the cheapest run (n + 1
-# evaluations), one antithetic pair the cheapest exact one on a pairwise game (2n)
-BREAK_EVEN_SAMPLERS = ("permutation_iid", "permutation", "kernel")
-
-
-def break_even_model(model: nn.Module, ex: Examples, targets: Tensor, refs: list[Reference],
-                     settings: Settings, key: str, progress: bool = True) -> dict:
-    """LearnedSHAP's mean error on these examples and the samplers' break-even against it."""
-    n = model.n_players
-    iu = torch.triu_indices(n, n, 1)
-    learned, evals, remainders, pairs = [], [], [], []
-    for i in range(len(ex)):
-        k = int(targets[i])
-        att = explain("learned_shap", model, ex.x[i], k)
-        learned.append(rel_l2(att.values[0], refs[i].values[:, k]))
-        evals.append(att.cost.evals)
-        remainders.append(remainder(model, ex.x[i], k, settings.remainder_coalitions, seed=i))
-        if "pairs" in att.extras and refs[i].pairs_faith is not None:
-            exact = refs[i].pairs_faith[iu[0], iu[1], k]
-            # an image whose exact pairs are all zero has no relative pair error: left out
-            pairs.append(rel_l2(att.extras["pairs"][0][iu[0], iu[1]], exact)
-                         if exact.norm() > 0 else None)
-    noise = max(r.noise(int(t)) for r, t in zip(refs, targets, strict=True))
-    curves = be.sampler_curves(model, list(ex.x), targets.tolist(), refs,
-                               be.doubling_grid(n, settings.break_even_largest[key]),
-                               seeds=settings.break_even_seeds, samplers=BREAK_EVEN_SAMPLERS,
-                               progress=progress)
-    out = be.break_even(curves, float(np.mean(learned)), noise, float(np.mean(evals)))
-    result = {"n_players": n, "reference": refs[0].describe(),
-              "n_examples": len(ex), "per_class": ex.per_class,
-              "seeds": list(settings.break_even_seeds),
-              "learned_evals": float(np.mean(evals)), "learned_rel_l2_per_example": learned,
-              "remainder": float(np.mean(remainders)), **out}
-    if len(pairs) == len(ex):               # exact Faith-Shap pairs: the pair terms' break-even
-        result["pairs"] = pair_break_even(model, ex, targets, refs, pairs, float(np.mean(evals)),
-                                          settings, progress)
-    return result
-
-
-def pair_break_even(model: nn.Module, ex: Examples, targets: Tensor, refs: list[Reference],
-                    head_errors: list[float], head_evals: float, settings: Settings,
-                    progress: bool = True) -> dict:
-    """The head's pair terms against exact order-2 Faith-Shap, and the evaluations shapiq's
-    Faith-Shap approximators need to match them, on the first `pair_per_class` examples of each
-    class whose exact pairs are not all zero (`head_errors[i]` None)."""
-    y = ex.y.numpy()
-    usable = np.array([e is not None for e in head_errors])
-    picked = sorted(i for c in np.unique(y)
-                    for i in np.flatnonzero((y == c) & usable)[:settings.pair_per_class])
-    errors = [head_errors[i] for i in picked]
-    curves = be.pair_curves(model, [ex.x[i] for i in picked], [int(targets[i]) for i in picked],
-                            [refs[i] for i in picked],
-                            be.doubling_grid(model.n_players, settings.pair_largest),
-                            seeds=settings.pair_seeds, progress=progress)
-    out = be.break_even(curves, float(np.mean(errors)), 0.0, head_evals)
-    return {"n_examples": len(picked), "seeds": list(settings.pair_seeds),
-            "head_rel_l2_per_example": errors, **out}
 
 
 def break_even_64(trained: dict[str, zoo.Trained], settings: Settings,

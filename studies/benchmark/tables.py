@@ -182,3 +182,25 @@ def models_table(models: dict) -> str:
                      f"{m['plain_head_accuracy']:.1%} (`{m['plain_model']}`) | {m['n_players']} | "
                      f"{m['game']}{' (break-even only)' if m.get('break_even_only') else ''} |")
     return "\n".join(lines)
+
+
+# the rows a reader compares first: the one-pass head, the reference, the samplers, the baseline
+HEADLINE = ("learned_shap", "exact", "permutation", "kernel", "gradient_shap", "gradcam_pp")
+
+
+def headline_table(rows: list[dict], methods: tuple[str, ...] = HEADLINE) -> str:
+    """One line per model and method (a sampler at its largest budget): error against the exact
+    Shapley values of the model's game, model rows per explanation, seconds over one forward pass,
+    AUROC against the ground truth and deletion AUC; the full tables are in results.md."""
+    lines = ["| model | method | rel. L2 vs exact | evals | × forward | AUROC vs truth | "
+             "deletion AUC |", "|---|---|---:|---:|---:|---:|---:|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for method in methods:
+            mine = [r for r in rows if r["model"] == model and r["method"] == method]
+            if not mine:
+                continue
+            r = max(mine, key=lambda r: r.get("budget") or 0)
+            lines.append(f"| {model} | {row_label(r)} | {sig3(r.get('rel_l2_exact'))} | "
+                         f"{sig3(r.get('evals'))} | {sig3(r.get('forward_ratio'))} | "
+                         f"{sig3(r.get('auroc_truth'))} | {sig3(r.get('deletion_auc'))} |")
+    return "\n".join(lines)
