@@ -242,3 +242,24 @@ def test_training_seconds_add_up_the_epochs_of_a_resumed_training():
     resumed = {"train_seconds": 30.0, "history": [{"seconds": 100.0}, {"seconds": 30.0}]}
     assert games.training_seconds(resumed) == 130.0
     assert games.training_seconds({"train_seconds": 7.0, "history": []}) == 7.0
+
+
+def test_the_figure_cuts_a_diverging_curve_and_says_so():
+    """A sampler that diverges (1e10) does not flatten the others: the axis stops at 30x the
+    largest one-pass error (at least 2) and the panel names the cut; without divergence the axis
+    and the panel stay as drawn."""
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    ax.set_yscale("log")
+    ax.plot([1, 2, 3], [0.5, 0.1, 0.01])
+    ax.plot([1, 2, 3], [1e10, 1e3, 1.0])
+    scale.clip_diverging(ax, [0.1, 0.2])
+    assert ax.get_ylim()[1] == pytest.approx(6.0)
+    assert any("y cut at 6" in t.get_text() for t in ax.texts)
+
+    calm = Figure().subplots()
+    calm.plot([1, 2, 3], [0.5, 0.1, 0.01])
+    before = calm.get_ylim()
+    scale.clip_diverging(calm, [0.1])
+    assert calm.get_ylim() == before and not calm.texts

@@ -43,7 +43,7 @@ def replace_block(tag: str, text: str, readme: Path | None = None) -> bool:
     if page is None or not page.exists():
         return False
     # concurrent runs each replace their own blocks: read, edit and write under one lock
-    checkout = page.parent.parent if page.parent.name == "docs" else page.parent
+    checkout = next((d for d in page.parents if (d / "README.md").exists()), page.parent)
     lock = Path(os.environ.get("LEARNEDSHAP_CACHE", checkout / ".cache")) / "readme.lock"
     with locked(lock):
         old = page.read_text()
