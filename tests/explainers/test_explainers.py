@@ -1,17 +1,16 @@
-"""explainers: shapes, known answers, Shapley-core agreement, no side effects, clear errors."""
+"""explainers: shapes, known answers, Shapley-core agreement, reproducibility, clear errors (no side
+effects: test_explainer_side_effects.py)."""
 
 from __future__ import annotations
 
 import copy
-import random
 
 import numpy as np
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from explainers import EXPLAINERS, Attribution, Result, explain, register
-from explainers.core import HOOK_DICTS
+from explainers import EXPLAINERS, Result, explain, register
 from explainers.gradient_shap import path_integral
 from models.harsanyi import LearnedShapR3D, LearnedShapViT
 from models.resnet_3d import ResNet3DConfig, create_r3d
@@ -20,83 +19,7 @@ from models.vit import ViTConfig, create_vit
 from shapley.exact import exact_shapley
 from shapley.game import MaskingGame, patch_feature_mask, tubelet_feature_mask
 from tests.conftest import away_from_init
-
-TUBELETS = (2, 2, 2)                       # 8 players on a 4x16x16 clip
-FAST = {                                   # small budgets: every test stays at seconds
-    "gradient_shap": {"n_samples": 16},
-    "captum_gradient_shap": {"n_samples": 16},
-    "integrated_gradients": {"n_steps": 8},
-    "smoothgrad": {"n_samples": 8},
-    "permutation": {"budget": 128},
-    "kernel": {"budget": 128},
-    "shap_partition": {"max_evals": 64},
-    "shap_permutation": {"max_evals": 1600},   # one permutation of 16 x 16 x 3 pixels: 1,537
-}
-VIT_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
-               "permutation", "kernel", "attention", "attention_rollout", "gradcam_pp",
-               "saliency", "smoothgrad", "hierarchical_shapley", "shap_partition",
-               "shap_permutation"]
-VIDEO_METHODS = ["gradient_shap", "captum_gradient_shap", "integrated_gradients", "exact",
-                 "permutation", "kernel", "gradcam_pp", "deeplift_shap", "saliency", "smoothgrad",
-                 "hierarchical_shapley", "shap_partition", "shap_permutation"]
-
-
-class Linear(nn.Module):
-    """f(x) = W flatten(x) + b: every attribution method has a known answer on it."""
-
-    def __init__(self, shape: tuple[int, ...], n_classes: int = 3):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(n_classes, int(np.prod(shape))))
-        self.bias = nn.Parameter(torch.randn(n_classes))
-        self.n_classes = n_classes
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.flatten(1) @ self.weight.T + self.bias
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread: two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def vit() -> nn.Module:
-    with seeded(0):
-        return create_vit(ViTConfig(image_size=16, patch_size=8, dim=16, depth=2, heads=2)).eval()
-
-
-@pytest.fixture(scope="module")
-def vit9() -> nn.Module:
-    """Nine players: enough coalitions for samplers to differ from exact enumeration."""
-    with seeded(0):
-        return create_vit(ViTConfig(image_size=12, patch_size=4, dim=16, depth=2, heads=2)).eval()
-
-
-@pytest.fixture(scope="module")
-def r3d() -> nn.Module:
-    with seeded(0):
-        return create_r3d(ResNet3DConfig(widths=(4, 8), blocks=(1, 1),
-                                         strides=((1, 2, 2), (2, 2, 2)))).eval()
-
-
-@pytest.fixture(scope="module")
-def images() -> Tensor:
-    return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))   # (B, C, H, W)
-
-
-@pytest.fixture(scope="module")
-def clips() -> Tensor:
-    return torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(2))
-
-
-def run(method: str, model: nn.Module, x: Tensor, **kw) -> Attribution:
-    if x.ndim == 5 and "feature_mask" not in kw:
-        kw.setdefault("tubelets", TUBELETS)
-    return explain(method, model, x, **{**FAST.get(method, {}), **kw})
+from tests.explainers.cases import FAST, TUBELETS, VIDEO_METHODS, VIT_METHODS, Linear, run
 
 
 # --- shapes -----------------------------------------------------------------------------------
@@ -388,218 +311,6 @@ def test_an_input_does_not_depend_on_its_batch(vit, images):
     torch.testing.assert_close(batch.values[1], alone.values[0], rtol=1e-4, atol=1e-6)
 
 
-# --- no side effects --------------------------------------------------------------------------
-def hook_counts(model: nn.Module) -> list:
-    return [(name, [tuple(getattr(m, d)) for d in HOOK_DICTS if hasattr(m, d)])
-            for name, m in model.named_modules()]
-
-
-def flaky(model: nn.Module, fail_on: int) -> nn.Module:
-    """A copy of `model` whose forward (or ViT encode) raises on call number `fail_on`."""
-
-    class Flaky(type(model)):
-        def tick(self) -> None:
-            self.calls += 1
-            if self.calls == fail_on:
-                raise RuntimeError("injected failure")
-
-        def forward(self, *args, **kwargs):
-            self.tick()
-            return super().forward(*args, **kwargs)
-
-        def encode(self, *args, **kwargs):       # the ViT's token-dropping path
-            self.tick()
-            return super().encode(*args, **kwargs)
-
-        def shapley_values(self, *args, **kwargs):   # LearnedSHAP's one-pass explanation
-            self.tick()
-            return super().shapley_values(*args, **kwargs)
-
-        def decompose(self, *args, **kwargs):        # a trained post-hoc explainer's pass
-            self.tick()
-            return super().decompose(*args, **kwargs)
-
-    model = copy.deepcopy(model)
-    model.__class__ = Flaky
-    model.calls = 0
-    return model
-
-
-def snapshot(model: nn.Module, x: Tensor) -> dict:
-    return {"modes": [m.training for m in model.modules()], "hooks": hook_counts(model),
-            "grads": [p.grad for p in model.parameters()],
-            "state": {k: v.clone() for k, v in model.state_dict().items()},   # params, buffers
-            "requires": [p.requires_grad for p in model.parameters()],
-            "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(), "x": x.clone(), "x_requires": x.requires_grad,
-            "grad_enabled": torch.is_grad_enabled()}
-
-
-def assert_untouched(model: nn.Module, x: Tensor, before: dict) -> None:
-    after = snapshot(model, x)
-    assert after["modes"] == before["modes"]
-    assert after["hooks"] == before["hooks"]
-    assert all(a is b for a, b in zip(after["grads"], before["grads"], strict=True))
-    assert after["requires"] == before["requires"]
-    assert after["state"].keys() == before["state"].keys()
-    assert all(torch.equal(after["state"][k], v) for k, v in before["state"].items())
-    assert torch.equal(after["torch"], before["torch"])
-    (_, key_a, *rest_a), (_, key_b, *rest_b) = after["numpy"], before["numpy"]
-    assert np.array_equal(key_a, key_b) and rest_a == rest_b          # the key and its position
-    assert after["python"] == before["python"]
-    assert torch.equal(after["x"], before["x"]) and after["x_requires"] == before["x_requires"]
-    assert after["grad_enabled"] == before["grad_enabled"]
-
-
-def prepared(model: nn.Module) -> nn.Module:
-    """Training mode, a user hook and stored gradients: all must survive an explanation."""
-    model.train()
-    model.register_forward_hook(lambda m, i, o: None)
-    for p in model.parameters():
-        p.grad = torch.ones_like(p)
-    return model
-
-
-@pytest.mark.parametrize("method", sorted(set(VIT_METHODS) | set(VIDEO_METHODS)))
-def test_no_side_effects(method, vit, r3d, images, clips):
-    model, x = (copy.deepcopy(vit), images) if method in VIT_METHODS else (copy.deepcopy(r3d),
-                                                                         clips)
-    model = prepared(model)
-    x = x.clone()
-    before = snapshot(model, x)
-    run(method, model, x)
-    assert_untouched(model, x, before)
-
-
-@pytest.fixture(scope="module")
-def learned_vit() -> nn.Module:
-    with seeded(0):
-        return away_from_init(LearnedShapViT(create_vit(ViTConfig(
-            image_size=16, patch_size=8, dim=16, depth=2, heads=2)), rank=2).eval())
-
-
-def test_learned_shap_values_are_the_heads_decomposition(learned_vit, images):
-    att = explain("learned_shap", learned_vit, images, torch.tensor([1, 3]))
-    with torch.no_grad():
-        out = learned_vit.explain(images)
-    torch.testing.assert_close(att.values, out.shapley[[0, 1], :, [1, 3]])
-    torch.testing.assert_close(att.extras["pairs"], out.pair[[0, 1], :, :, [1, 3]])
-    # efficient for its game: with every patch dropped the head returns its bias
-    game = MaskingGame(learned_vit, images[0])
-    ends = game(torch.tensor([[False] * 4, [True] * 4]))
-    torch.testing.assert_close(att.values[0].sum(), ends[1, 1] - ends[0, 1], rtol=0, atol=1e-5)
-
-
-def test_learned_shap_on_video_is_efficient_for_the_blur_game(clips):
-    """The empty clip is the blur, whose output is not the head's bias: one more forward row
-    gives v(empty), and phi sums to v(N) - v(empty)."""
-    with seeded(0):
-        model = LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8), blocks=(1, 1),
-                                                         strides=((1, 2, 2), (2, 2, 2)))),
-                               tubelets=TUBELETS, rank=2).eval()
-        away_from_init(model)
-    att = explain("learned_shap", model, clips, 2)
-    assert att.cost.evals == 2 * len(clips)                    # the clip and its blur
-    with torch.no_grad():
-        head = model.explain(clips)
-    for i in range(2):
-        game = MaskingGame(model, clips[i], baseline="blur", tubelets=TUBELETS)
-        ends = game(torch.tensor([[False] * 8, [True] * 8]))
-        torch.testing.assert_close(att.values[i].sum(), ends[1, 2] - ends[0, 2], rtol=0,
-                                   atol=1e-5)
-        shift = (head.bias[2] - ends[0, 2]) / 8                 # the gap, shared equally
-        torch.testing.assert_close(att.values[i], head.shapley[i, :, 2] + shift, rtol=0,
-                                   atol=1e-5)
-
-
-def test_learned_shap_has_no_side_effects(learned_vit, images):
-    model = prepared(copy.deepcopy(learned_vit))
-    x = images.clone()
-    before = snapshot(model, x)
-    run("learned_shap", model, x)
-    assert_untouched(model, x, before)
-
-
-@pytest.mark.parametrize("method", sorted(m for m, fn in EXPLAINERS.items()
-                                          if not fn.needs_gradients))
-def test_methods_declared_gradient_free_run_without_autograd(method, vit, learned_vit, r3d,
-                                                             images, clips):
-    model = copy.deepcopy(learned_vit if method == "learned_shap" else vit)
-    kw = {}
-    if method == "shap_cam":                     # a CNN's feature map: the tiny 3D-ResNet
-        model, images = copy.deepcopy(r3d), clips
-    if method in ("learned_shap_posthoc", "vit_shapley"):      # trained explainers of `vit`
-        from models.posthoc import PostHocShap
-
-        kw["explainer"] = PostHocShap(vit, head="vit_shapley" if method == "vit_shapley"
-                                      else "harsanyi")
-    modes = []
-    for m in [*model.modules(), *(kw["explainer"].modules() if kw else [])]:
-        m.register_forward_hook(lambda mod, i, o: modes.append(torch.is_grad_enabled()))
-    a = run(method, model, images, **kw)
-    assert modes and not any(modes)
-    if not EXPLAINERS[method].uses_randomness:             # declared free of randomness too
-        b = run(method, model, images, seed=1, **kw)
-        torch.testing.assert_close(a.values, b.values, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("method", sorted(set(VIT_METHODS) | set(VIDEO_METHODS)))
-def test_no_side_effects_after_an_error(method, vit, r3d, images, clips):
-    base, x = (vit, images) if method in VIT_METHODS else (r3d, clips)
-    model = prepared(flaky(base, fail_on=2))     # call 1 predicts the target, call 2 raises
-    x = x.clone()
-    before = snapshot(model, x)
-    with pytest.raises(RuntimeError, match="injected failure"):
-        run(method, model, x)
-    assert_untouched(model, x, before)
-
-
-MODEL_SPECIFIC = ["learned_shap", "learned_shap_posthoc", "shap_cam", "vit_shapley"]
-
-
-def model_specific(method: str, vit, learned_vit, r3d, images, clips):
-    """(model, input, options) for the methods that need their own kind of model."""
-    if method == "learned_shap":
-        return copy.deepcopy(learned_vit), images, {}
-    if method == "shap_cam":                         # a CNN's feature map
-        return copy.deepcopy(r3d), clips, {}
-    from models.posthoc import PostHocShap
-
-    with seeded(0):
-        net = PostHocShap(vit, head="vit_shapley" if method == "vit_shapley" else "harsanyi")
-    return copy.deepcopy(vit), images, {"explainer": net.eval()}
-
-
-@pytest.mark.parametrize("fails", [False, True], ids=["success", "error"])
-@pytest.mark.parametrize("method", MODEL_SPECIFIC)
-def test_no_side_effects_of_the_model_specific_methods(method, fails, vit, learned_vit, r3d,
-                                                       images, clips):
-    """The methods left out of the shared lists: the same guarantees, after success and after an
-    error injected mid-run (in the model, or in the trained explainer it reads)."""
-    assert set(MODEL_SPECIFIC) | set(VIT_METHODS) | set(VIDEO_METHODS) == set(EXPLAINERS)
-    model, x, kw = model_specific(method, vit, learned_vit, r3d, images, clips)
-    if fails and "explainer" in kw:
-        kw["explainer"] = flaky(kw["explainer"], fail_on=1)
-    elif fails:
-        model = flaky(model, fail_on=2)              # call 1 predicts the target, call 2 raises
-    model, x = prepared(model), x.clone()
-    watched = [(m, snapshot(m, x)) for m in (model, *kw.values())]
-    if fails:
-        with pytest.raises(RuntimeError, match="injected failure"):
-            run(method, model, x, **kw)
-    else:
-        run(method, model, x, **kw)
-    for m, before in watched:
-        assert_untouched(m, x, before)
-
-
-def test_explain_under_no_grad_still_works(vit, images):
-    with torch.no_grad():
-        att = explain("integrated_gradients", vit, images, 0, n_steps=4)
-        assert not torch.is_grad_enabled()
-    assert att.values.abs().sum() > 0
-
-
 # --- errors -----------------------------------------------------------------------------------
 def test_unknown_method_lists_the_valid_ones(vit, images):
     with pytest.raises(ValueError, match="unknown method 'shapley'.*gradient_shap"):
@@ -749,3 +460,37 @@ def test_hierarchical_shapley_explains_through_the_verb(vit9):
     assert coarse.extras["coalitions"] == [16, 16]
     with pytest.raises(ValueError, match="grid of players"):
         explain("hierarchical_shapley", vit9, x, feature_mask=torch.arange(144).view(12, 12) % 4)
+
+
+def test_learned_shap_values_are_the_heads_decomposition(learned_vit, images):
+    att = explain("learned_shap", learned_vit, images, torch.tensor([1, 3]))
+    with torch.no_grad():
+        out = learned_vit.explain(images)
+    torch.testing.assert_close(att.values, out.shapley[[0, 1], :, [1, 3]])
+    torch.testing.assert_close(att.extras["pairs"], out.pair[[0, 1], :, :, [1, 3]])
+    # efficient for its game: with every patch dropped the head returns its bias
+    game = MaskingGame(learned_vit, images[0])
+    ends = game(torch.tensor([[False] * 4, [True] * 4]))
+    torch.testing.assert_close(att.values[0].sum(), ends[1, 1] - ends[0, 1], rtol=0, atol=1e-5)
+
+
+def test_learned_shap_on_video_is_efficient_for_the_blur_game(clips):
+    """The empty clip is the blur, whose output is not the head's bias: one more forward row
+    gives v(empty), and phi sums to v(N) - v(empty)."""
+    with seeded(0):
+        model = LearnedShapR3D(create_r3d(ResNet3DConfig(widths=(4, 8), blocks=(1, 1),
+                                                         strides=((1, 2, 2), (2, 2, 2)))),
+                               tubelets=TUBELETS, rank=2).eval()
+        away_from_init(model)
+    att = explain("learned_shap", model, clips, 2)
+    assert att.cost.evals == 2 * len(clips)                    # the clip and its blur
+    with torch.no_grad():
+        head = model.explain(clips)
+    for i in range(2):
+        game = MaskingGame(model, clips[i], baseline="blur", tubelets=TUBELETS)
+        ends = game(torch.tensor([[False] * 8, [True] * 8]))
+        torch.testing.assert_close(att.values[i].sum(), ends[1, 2] - ends[0, 2], rtol=0,
+                                   atol=1e-5)
+        shift = (head.bias[2] - ends[0, 2]) / 8                 # the gap, shared equally
+        torch.testing.assert_close(att.values[i], head.shapley[i, :, 2] + shift, rtol=0,
+                                   atol=1e-5)
