@@ -11,7 +11,9 @@ explainer is scored like `evaluation.faithfulness.measure`: phi against its game
    pair terms, a deeper explainer; gradient clipping) and ViT-Shapley (Covert, Kim & Lee 2023);
 2. **curves**: the screen's best two and ViT-Shapley at budgets from 0.1x to 1x of today's
    (4.95 M evaluations at 64 patches, 1.32 M at 196) and up to 3x at 16 patches, 2 training seeds
-   each, so each point has its spread.
+   each, so each point has its spread;
+3. **diagnostics** (`DIAGNOSTICS`): what the gap to ViT-Shapley comes from, here our head without
+   its pair terms, at 16 patches, 1x, on both seeds.
 
 Budgets are counted in the frozen model's evaluations (v(N) and the objective's coalitions, per
 image and epoch: `models.posthoc.evals_per_image`), turned into whole epochs of the same
@@ -19,7 +21,8 @@ training images. Every row is kept in `posthoc_budget.json` with the fingerprint
 checkpoint it measured, so a run killed midway (or run size by size) redoes nothing finished; the
 table and the figure `posthoc_budget.png` are rewritten from it.
 
-    python -m studies.posthoc_budget [--quick] [--stage screen|curves|all] [--sizes 16 64 196]
+    python -m studies.posthoc_budget [--quick] [--stage screen|curves|diagnostics|all]
+        [--sizes 16 64 196]
 
 Heavy (every point trains an explainer: 3 to 25 minutes each on 2 cores at 1x), so it has its
 own target: `make posthoc-budget`.
@@ -52,6 +55,9 @@ CANDIDATES: dict[str, dict] = {
     "attended_pairs": {**PAIRS, "kind": "vit_shapley_pairs"},
     "deeper": {**PAIRS, "extra_blocks": 2},
 }
+# What the gap to ViT-Shapley comes from: our head without its pair terms, at the screen's budget
+# on both seeds (measured beside the curves, not carried into them)
+DIAGNOSTICS: dict[str, dict] = {"unary": {**PAIRS, "pairwise": False}}
 BASELINE = "vit_shapley"
 BASELINE_HEAD = {"kind": "vit_shapley", "coalitions": 32}
 BASE = {16: ("posthoc_vit_patches", 4, None), 64: ("posthoc_vit_patches64", 4, REFERENCE_BUDGET64),
@@ -76,7 +82,7 @@ def spec_for(size: int, candidate: str, multiple: float, seed: int) -> zoo.Model
     its own name (trained and cached like every zoo model). The epochs are set so that its
     evaluations match the budget in full mode (quick mode keeps the base's one-epoch override)."""
     base = base_spec(size)
-    head = BASELINE_HEAD if candidate == BASELINE else CANDIDATES[candidate]
+    head = BASELINE_HEAD if candidate == BASELINE else {**CANDIDATES, **DIAGNOSTICS}[candidate]
     per_image = evals_per_image(size, head.get("coalitions", 32), head.get("objective", "kernel"))
     budget = multiple * base.epochs * n_train(base) * (PAIRS["coalitions"] + 1)
     epochs = max(1, round(budget / (n_train(base) * per_image)))
@@ -134,10 +140,15 @@ def curve_points(sizes: list[int], rows: dict[str, dict], quick: bool) -> list[t
     return points
 
 
+def diagnostic_points() -> list[tuple]:
+    """(size, candidate, multiple, seed) of the diagnostics: 16 patches, 1x, both seeds."""
+    return [(16, c, 1.0, s) for c in DIAGNOSTICS for s in SEEDS]
+
+
 def chosen(rows: dict[str, dict]) -> list[str]:
     """The screen's best candidates (lowest mean phi error at 16 patches, 1x, seed 0)."""
     screen = [r for r in rows.values() if r["size"] == 16 and r["multiple"] == 1.0
-              and r["seed"] == 0 and r["candidate"] != BASELINE]
+              and r["seed"] == 0 and r["candidate"] in CANDIDATES]
     if len(screen) < len(CANDIDATES):
         raise SystemExit("the curves need the screen's results first: run --stage screen (or "
                          "all)")
@@ -155,6 +166,9 @@ def run(stage: str, sizes: list[int], quick: bool, out: Path, progress: bool = T
     if stage in ("curves", "all"):
         for point in curve_points(sizes, rows, quick):
             rows = compute(point, rows, quick, progress, path)
+    if stage in ("diagnostics", "all") and not quick:
+        for point in diagnostic_points():
+            rows = compute(point, rows, quick, progress, path)
     screened = sum(1 for p in screen_points() if zoo.resolve(spec_for(*p), quick).name in rows)
     return write_json(path, {"quick": quick, "rows": sorted(rows.values(), key=order),
                              "chosen": chosen(rows) if screened == len(screen_points()) else []})
@@ -169,7 +183,7 @@ def compute(point: tuple, rows: dict, quick: bool, progress: bool, path: Path) -
 
 
 def order(r: dict) -> tuple:
-    names = [*CANDIDATES, BASELINE]
+    names = [*CANDIDATES, *DIAGNOSTICS, BASELINE]
     return (r["size"], names.index(r["candidate"]), r["multiple"], r["seed"])
 
 
@@ -233,7 +247,7 @@ def figure(results: dict):
 
     groups = grouped(results["rows"])
     sizes = sorted({k[0] for k in groups})
-    names = [*CANDIDATES, BASELINE]
+    names = [*CANDIDATES, *DIAGNOSTICS, BASELINE]
     fig = Figure(figsize=(4.4 * len(sizes), 4.0), layout="constrained")
     axes = fig.subplots(1, len(sizes), squeeze=False)[0]
     for ax, size in zip(axes, sizes):
@@ -263,7 +277,7 @@ def figure(results: dict):
 def main(argv: list[str] | None = None) -> dict:
     parser = experiment_parser(__doc__.splitlines()[0], "folder for posthoc_budget.json / .md / "
                                ".png (default shap_overlays/; quick: <cache>/posthoc-budget-quick/)")
-    parser.add_argument("--stage", choices=("screen", "curves", "all"), default="all")
+    parser.add_argument("--stage", choices=("screen", "curves", "diagnostics", "all"), default="all")
     parser.add_argument("--sizes", nargs="+", type=int, default=list(BASE), choices=list(BASE))
     args = parser.parse_args(argv)
     quick, out = setup(args, OUT, "posthoc-budget-quick")
