@@ -37,7 +37,6 @@ def test_the_curves_carry_the_screens_best_two_and_vit_shapley():
         pb.chosen({})
 
 
-@pytest.mark.slow
 def test_against_vit_shapley_compares_complete_points_only():
     """A budget enters the comparison once ViT-Shapley and one of ours have every seed; the best
     of ours is the lowest mean over seeds."""
@@ -55,6 +54,7 @@ def test_against_vit_shapley_compares_complete_points_only():
     assert out[0]["ahead"] and out[0]["vit_shapley_resolved"] and not out[0]["ours_resolved"]
 
 
+@pytest.mark.slow
 def test_quick_study_screens_curves_and_resumes(tmp_path, monkeypatch):
     results = pb.main(["--quick", "--sizes", "16", "--out", str(tmp_path), "--no-progress"])
     names = {r["candidate"] for r in results["rows"]}
