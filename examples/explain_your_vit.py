@@ -1,6 +1,10 @@
 """Explain a ViT you already trained: fit a post-hoc explainer to it once, then each explanation
 is one forward pass of the explainer (and the model's own prediction).
 
+The explainer is ViT-Shapley's (Covert, Kim & Lee 2023), the most exact post-hoc explainer at
+every budget the post-hoc study measured (docs/posthoc.md); `head="harsanyi"` fits post-hoc
+LearnedSHAP instead, whose pair terms `explain("learned_shap_posthoc", ...)` returns too.
+
 Your model stays as it is (frozen). Here it is the project's plain 16-patch ViT on the generated
 patch-game images (`make build` trains it; this script trains it first if it is missing); yours
 can be any `models.vit.ViT`, or a timm VisionTransformer wrapped once with `models.vit.as_vit`.
@@ -42,14 +46,14 @@ def main(argv: list[str] | None = None) -> dict:
     images = 256 if args.quick else 5000
     loader = data.get_loader("patch_game", "train", batch_size=64, n_train=images)
     budget = args.budget or images * 33 * (1 if args.quick else 2)
-    checkpoint = zoo.cache_dir() / "examples" / f"posthoc-vit_patches-{budget}.pt"
+    checkpoint = zoo.cache_dir() / "examples" / f"vit_shapley-vit_patches-{budget}.pt"
     explainer = fit_posthoc(model, loader, budget=budget, checkpoint=checkpoint,
                             progress=not args.quick)
 
     # 3. explain: one (N,) row of Shapley values per image, for its predicted class
     test = data.get_loader("patch_game", "test", batch_size=4, n_test=4)
     x = next(iter(test))["x"]                                           # (4, 3, 32, 32)
-    att = explain("learned_shap_posthoc", model, x, None, explainer=explainer)   # values (4, 16)
+    att = explain("vit_shapley", model, x, None, explainer=explainer)         # values (4, 16)
 
     # 4. how close: the exact values (65,536 coalitions an image: a check, not a workflow)
     exact = explain("exact", model, x, att.target).values                  # (4, 16)

@@ -16,6 +16,11 @@ def amortized(method: str, kinds: tuple[str, ...], model: nn.Module, x: Tensor, 
     from models.posthoc_video import PostHocVideoShap
 
     amortizers = (PostHocShap, PostHocVideoShap)
+    if isinstance(explainer, PostHocShap) and explainer.kind not in kinds:
+        right = "vit_shapley" if explainer.kind == "vit_shapley" else "learned_shap_posthoc"
+        raise ValueError(f"this explainer has a {explainer.kind} head, which {method} does not "
+                         f"read: explain it with explain({right!r}, model, x, target, "
+                         "explainer=...)")
     if not isinstance(explainer, amortizers) or explainer.kind not in kinds:
         got = type(explainer).__name__ + (f" with a {explainer.kind} head"
                                           if isinstance(explainer, amortizers) else "")

@@ -303,7 +303,7 @@ def posthoc_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | No
 
 
 def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
-                epochs: int | None = None, head: str = "harsanyi", rank: int = 8,
+                epochs: int | None = None, head: str = "vit_shapley", rank: int = 8,
                 pairwise: bool = True, extra_blocks: int = 0, coalitions: int = 32,
                 objective: str = "kernel", lr: float = 3e-3, clip_norm: float | None = None,
                 seed: int = 0, checkpoint: str | Path | None = None,
@@ -316,8 +316,9 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
     image costing `evals_per_image` an epoch (`coalitions` + 1 for the kernel objective), so
     budget / (images x that) epochs, rounded, at least one; or give `epochs` instead.
 
-    The explainer (`PostHocShap`): `head` "harsanyi" (post-hoc LearnedSHAP: unary terms and,
-    with `pairwise`, rank-`rank` pair terms), "vit_shapley" (ViT-Shapley's head, unary only) or
+    The explainer (`PostHocShap`): `head` "vit_shapley" (ViT-Shapley's head, unary only: the
+    default, the most exact at every budget `studies.posthoc_budget` measured), "harsanyi"
+    (post-hoc LearnedSHAP: unary terms and, with `pairwise`, rank-`rank` pair terms) or
     "vit_shapley_pairs" (its attention block, then our unary and pair terms); `extra_blocks`
     makes it deeper than the classifier. Trained by `posthoc_loss` with `objective` ("kernel":
     paired Shapley-kernel coalitions, both ends exact; "permutation": regression onto
@@ -326,8 +327,8 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
 
     checkpoint: a file to save the explainer to; a second call with the same arguments loads it
     instead of training, and a call killed mid-training resumes from `<checkpoint>.state.pt`.
-    Then `explain("learned_shap_posthoc", model, x, target, explainer=explainer)` ("vit_shapley"
-    for that head) gives the model's Shapley values in one explainer forward.
+    Then `explain("vit_shapley", model, x, target, explainer=explainer)` ("learned_shap_posthoc"
+    for the heads with pair terms) gives the model's Shapley values in one explainer forward.
     """
     from models.train import as_batch_dict, load_checkpoint, save_checkpoint, seeded, train
     from models.vit import VisionTransformer

@@ -146,9 +146,11 @@ def test_vit_shapley_has_its_own_head_and_verb(frozen, images):
         v_full = frozen(images)
     torch.testing.assert_close(att.values.sum(1), (v_full - net.v_empty)[:, 2], rtol=0,
                                atol=1e-5)
-    with pytest.raises(ValueError, match="vit_shapley needs the trained explainer.*harsanyi"):
+    with pytest.raises(ValueError, match="harsanyi head, which vit_shapley does not read.*"
+                                         "explain\\('learned_shap_posthoc'"):
         explain("vit_shapley", frozen, images, 0, explainer=explainer_of(frozen))
-    with pytest.raises(ValueError, match="learned_shap_posthoc needs.*vit_shapley head"):
+    with pytest.raises(ValueError, match="vit_shapley head, which learned_shap_posthoc does not "
+                                         "read.*explain\\('vit_shapley'"):
         explain("learned_shap_posthoc", frozen, images, 0, explainer=net)
     with pytest.raises(ValueError, match="unknown explainer head"):
         PostHocShap(frozen, head="mlp")
@@ -286,7 +288,7 @@ def test_vit_shapley_with_pairs_and_a_deeper_explainer_are_efficient_and_train(f
         loss, _ = posthoc_loss(frozen, 8)(net.train(), {"x": images}, torch.Generator())
         loss.backward()
         assert all(p.grad is not None for p in net.extra.parameters())
-    with pytest.raises(ValueError, match="vit_shapley needs.*vit_shapley_pairs"):
+    with pytest.raises(ValueError, match="vit_shapley_pairs head, which vit_shapley does not read"):
         explain("vit_shapley", frozen, images, 0, explainer=attended.eval())
     with pytest.raises(ValueError, match="extra_blocks must be >= 0"):
         PostHocShap(frozen, extra_blocks=-1)

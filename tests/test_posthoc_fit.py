@@ -52,8 +52,8 @@ def test_one_call_fits_the_models_shapley_values_and_saves_them(model, tmp_path,
     unfitted.calibrate(model, test)
     path = tmp_path / "explainer.pt"
     budget = 8 * 128 * 17                              # 8 epochs of 128 images, 16 coalitions
-    explainer = fit_posthoc(model, loader_of(128), budget=budget, rank=2, coalitions=16,
-                            checkpoint=path, progress=False)
+    explainer = fit_posthoc(model, loader_of(128), budget=budget, head="harsanyi", rank=2,
+                            coalitions=16, checkpoint=path, progress=False)
     assert gap(model, explainer, test) < 0.5 * gap(model, unfitted.eval(), test)
     for k, v in model.state_dict().items():           # the user's model is left as it was
         torch.testing.assert_close(v, weights[k], rtol=0, atol=0)
@@ -62,20 +62,20 @@ def test_one_call_fits_the_models_shapley_values_and_saves_them(model, tmp_path,
     assert not (tmp_path / "explainer.pt.state.pt").exists()   # removed once training ended
     # the same call again reads the checkpoint: no training
     monkeypatch.setattr("models.train.train", lambda *a, **k: pytest.fail("trained again"))
-    again = fit_posthoc(model, loader_of(128), budget=budget, rank=2, coalitions=16,
-                        checkpoint=path, progress=False)
+    again = fit_posthoc(model, loader_of(128), budget=budget, head="harsanyi", rank=2,
+                        coalitions=16, checkpoint=path, progress=False)
     x = test[:2]
     torch.testing.assert_close(explain("learned_shap_posthoc", model, x, 0, explainer=again).values,
                                explain("learned_shap_posthoc", model, x, 0,
                                        explainer=explainer).values)
     with pytest.raises(ValueError, match="fitted with other settings"):
-        fit_posthoc(model, loader_of(128), budget=budget, rank=4, coalitions=16,
-                    checkpoint=path, progress=False)
+        fit_posthoc(model, loader_of(128), budget=budget, head="harsanyi", rank=4,
+                    coalitions=16, checkpoint=path, progress=False)
 
 
 def test_a_model_the_explainer_was_not_fitted_to_is_refused(model):
-    explainer = fit_posthoc(model, loader_of(32), epochs=1, rank=2, coalitions=4,
-                            progress=False)
+    explainer = fit_posthoc(model, loader_of(32), epochs=1, head="harsanyi", rank=2,
+                            coalitions=4, progress=False)
     x = torch.rand(1, 3, 12, 12)
     explain("learned_shap_posthoc", model, x, 0, explainer=explainer)          # its own: fine
     tuned = copy.deepcopy(model)
