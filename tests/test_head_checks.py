@@ -32,7 +32,7 @@ def test_objective_terms_are_the_training_loss(sampler):
     terms = objective_terms(spec, model, batch, seed=3)
     loss, _ = learned_shap_loss(spec.head["consistency"], sampler=sampler)(
         model, batch, torch.Generator().manual_seed(3))
-    assert terms["loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert terms["loss"] == pytest.approx(float(loss.detach()), rel=1e-5)
     assert terms["loss"] == pytest.approx(terms["cross_entropy"]
                                           + terms["weight"] * terms["consistency_gap"])
     assert terms["consistency_gap"] > 0 and terms["weight"] == 1000.0
