@@ -260,7 +260,7 @@ def figure(results: dict):
             mean = [sum(v) / len(v) for v in y]
             ax.errorbar(x, mean, yerr=[[m - min(v) for m, v in zip(mean, y)],
                                        [max(v) - m for m, v in zip(mean, y)]],
-                        marker="os^Dv<>"[i % 7], color=f"C{i}", capsize=3, lw=1, label=name)
+                        marker="os^Dv<>P"[i % 8], color=f"C{i}", capsize=3, lw=1, label=name)
             noise = max(r["reference_noise"]["max"] for _, rs in points for r in rs)
             if noise:
                 ax.axhline(noise, color="grey", ls=":", lw=1)
