@@ -90,4 +90,4 @@ def objective_terms(spec: zoo.ModelSpec, model: torch.nn.Module, batch: dict,
     logits = full.logits.gather(1, y[:, None])
     return {"cross_entropy": cross_entropy, "consistency_gap": float(gap), "weight": weight,
             "sampler": sampler, "loss": cross_entropy + weight * float(gap),
-            "logit_scale": float(logits.abs().mean()), "coalition_sizes": keep.sum(1).tolist()}
+            "logit_scale": float(logits.abs().mean())}
