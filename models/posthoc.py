@@ -72,8 +72,56 @@ class AttendedHarsanyiHead(nn.Module):
         return self.harsanyi(self.norm(self.block(tokens)))
 
 
+class ReadoutHarsanyiHead(nn.Module):
+    """ViT-Shapley's whole head (attention block, norm, an MLP per token) writing unary terms,
+    and the Harsanyi head's unary and pair terms on the same tokens beside it: ViT-Shapley's
+    explainer with our pair terms on top. (`AttendedHarsanyiHead` keeps only its block, and
+    reads the unary terms linearly.)"""
+
+    def __init__(self, dim: int, heads: int, config: HeadConfig):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        self.block = Block(dim, heads, mlp_ratio=2.0)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, config.n_classes))
+        self.harsanyi = HarsanyiHead(config)
+
+    def forward(self, tokens: Tensor) -> HeadOutput:                            # (B, N, D)
+        t = self.norm(self.block(tokens))
+        out = self.harsanyi(t)
+        readout = self.mlp(t)                                                    # (B, N, K)
+        return HeadOutput(out.logits + readout.sum(1), out.shapley + readout,
+                          out.unary + readout, out.pair, out.bias)
+
+
+class PlusPairsHead(nn.Module):
+    """ViT-Shapley's head for phi, as it is, and the Harsanyi head's pair terms beside it on the
+    same tokens, detached: the pair terms learn what phi leaves of the game (`phi_first_loss`)
+    without moving phi or the network that computes it. phi is then trained exactly as
+    ViT-Shapley's, and the pair terms cost no frozen-model evaluation more. (The Harsanyi
+    head's unary weights are not read, so they get no gradient.)"""
+
+    def __init__(self, dim: int, heads: int, config: HeadConfig):
+        super().__init__()
+        self.vit_shapley = TokenShapleyHead(dim, config.n_classes, heads)
+        self.pairs = HarsanyiHead(config)
+
+    def forward(self, tokens: Tensor) -> HeadOutput:                            # (B, N, D)
+        head = self.vit_shapley
+        t = head.norm(head.block(tokens))
+        phi = head.mlp(t)                                                        # (B, N, K)
+        pair = self.pairs(t.detach()).pair                                       # (B, N, N, K)
+        zero = phi.new_zeros(phi.shape[-1])
+        return HeadOutput(phi.sum(1), phi, phi - pair.sum(2) / 2, pair, zero)
+
+
 HEADS = ("harsanyi", "vit_shapley", "vit_shapley_pairs")
-PAIR_HEADS = ("harsanyi", "vit_shapley_pairs")     # explained by "learned_shap_posthoc"
+READOUT_HEAD = "vit_shapley_readout_pairs"     # ReadoutHarsanyiHead (ReadoutPostHocShap)
+PLUS_PAIRS_HEAD = "vit_shapley_plus_pairs"     # PlusPairsHead (PlusPairsPostHocShap)
+PAIR_HEADS = ("harsanyi", "vit_shapley_pairs", READOUT_HEAD,   # read by "learned_shap_posthoc"
+              PLUS_PAIRS_HEAD)
+ALL_HEADS = (*HEADS, READOUT_HEAD, PLUS_PAIRS_HEAD)
 
 
 class PostHocShap(nn.Module):
@@ -144,6 +192,56 @@ class PostHocShap(nn.Module):
         """
         tokens = self.backbone.forward_features(x)[:, self.backbone.n_prefix:]   # (B, N, D)
         return efficient(self.head(self.extra(tokens)), v_full, self.v_empty)
+
+
+class ReadoutPostHocShap(PostHocShap):
+    """`PostHocShap` with `ReadoutHarsanyiHead`: ViT-Shapley's head (its block and MLP readout)
+    and our pair terms, `head="vit_shapley_readout_pairs"`. A subclass rather than a fourth head
+    of `PostHocShap`, so that the other explainers' checkpoints keep their keys."""
+
+    def __init__(self, model: nn.Module, rank: int = 8, pairwise: bool = True,
+                 extra_blocks: int = 0):
+        super().__init__(model, rank, pairwise, "harsanyi", extra_blocks)
+        self.kind = READOUT_HEAD
+        config = HeadConfig(model.n_players, model.dim, model.n_classes, rank, pairwise)
+        self.head = ReadoutHarsanyiHead(model.dim, getattr(model.config, "heads", 2), config)
+
+
+class PlusPairsPostHocShap(PostHocShap):
+    """`PostHocShap` with `PlusPairsHead`: ViT-Shapley's explainer with our pair terms beside it,
+    `head="vit_shapley_plus_pairs"`, trained with `phi_first_loss` (a subclass for the reason
+    `ReadoutPostHocShap` is one)."""
+
+    def __init__(self, model: nn.Module, rank: int = 8, extra_blocks: int = 0):
+        super().__init__(model, rank, True, "harsanyi", extra_blocks)
+        self.kind = PLUS_PAIRS_HEAD
+        config = HeadConfig(model.n_players, model.dim, model.n_classes, rank, True)
+        self.head = PlusPairsHead(model.dim, getattr(model.config, "heads", 2), config)
+
+
+def posthoc_explainer(model: nn.Module, head: str = "vit_shapley", rank: int = 8,
+                      pairwise: bool = True, extra_blocks: int = 0) -> PostHocShap:
+    """An untrained explainer of `model` with `head`: one of `HEADS` or `READOUT_HEAD`."""
+    if head == READOUT_HEAD:
+        return ReadoutPostHocShap(model, rank, pairwise, extra_blocks)
+    if head not in HEADS:
+        raise ValueError(f"unknown explainer head {head!r}; choose one of "
+                         f"{(*HEADS, READOUT_HEAD)}")
+    return PostHocShap(model, rank=rank, pairwise=pairwise, head=head, extra_blocks=extra_blocks)
+
+
+def new_explainer(model: nn.Module, head: str = "vit_shapley", rank: int = 8,
+                  pairwise: bool = True, extra_blocks: int = 0) -> PostHocShap:
+    """An untrained explainer of `model` with any head: `ALL_HEADS`. (`posthoc_explainer`, which
+    builds the others, keys the checkpoints of the studies' explainers, so it stays as it is.)"""
+    if head not in ALL_HEADS:
+        raise ValueError(f"unknown explainer head {head!r}; choose one of {ALL_HEADS}")
+    if head == PLUS_PAIRS_HEAD:
+        if not pairwise:
+            raise ValueError(f"the {head} head is ViT-Shapley's with pair terms; for no pair "
+                             "terms fit head='vit_shapley'")
+        return PlusPairsPostHocShap(model, rank, extra_blocks)
+    return posthoc_explainer(model, head, rank, pairwise, extra_blocks)
 
 
 @torch.no_grad()
@@ -302,6 +400,73 @@ def posthoc_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | No
     return loss_fn
 
 
+PHI_FIRST = "phi_first"          # `phi_first_loss`: the objective with phi fitted on its own
+
+
+def phi_first_loss(model: nn.Module, coalitions: int = 32, counter: list[int] | None = None):
+    """The kernel objective in two parts, on the same coalitions and frozen-model evaluations:
+
+    1. phi alone as an additive game, v(empty) + sum_{i in S} phi_i against v(S): ViT-Shapley's
+       loss, whose optimum under the Shapley kernel with both ends exact is the Shapley values;
+    2. the pair terms against what phi leaves: g(S) with phi held fixed (unary = phi - 1/2 the
+       pair sums), whose optimum given the Shapley values is the order-2 Faith-Shap index.
+
+    The joint fit ("kernel" in `posthoc_loss`) has the same optimum, and in expectation its pair
+    terms do not move phi either (what wrong pairs leave of a game has zero Shapley values). On
+    the few coalitions of a step they do: phi's gradient there carries the pairs' error. Here it
+    carries only what phi leaves, as ViT-Shapley's does. The cost is the kernel objective's
+    (`evals_per_image(n, coalitions, "kernel")`)."""
+    if coalitions < 2 or coalitions % 2:
+        raise ValueError(f"coalitions must be an even number >= 2 (pairs), got {coalitions}")
+    model.eval()
+
+    def loss_fn(explainer: nn.Module, batch: dict[str, Tensor], gen: torch.Generator):
+        x = batch["x"]
+        B, n = len(x), explainer.n_players
+        with torch.no_grad():
+            v_full = model(x)                                                   # (B, K)
+        out = explainer.decompose(x, v_full)
+        keep = paired_kernel_coalitions(n, B, coalitions // 2, gen).to(x.device)  # (B, M, N)
+        loss = phi_first_error(out, keep, frozen_values(model, x, keep))
+        if counter is not None:
+            counter[0] += B * evals_per_image(n, coalitions, "kernel")
+        return loss, v_full
+
+    return loss_fn
+
+
+def phi_first_error(out: HeadOutput, keep: Tensor, v_keep: Tensor,
+                    weight: Tensor | None = None) -> Tensor:
+    """`phi_first_loss` on given coalitions keep (B, M, N) with the frozen model's values v_keep
+    (B, M, K): the mean squared gap over them, or its expectation if `weight` (M,) gives each
+    coalition's probability."""
+    def gap(g: Tensor) -> Tensor:                                               # (B, M, K)
+        per_coalition = (g - v_keep).square().mean((0, 2))                      # (M,)
+        return per_coalition.mean() if weight is None else (weight * per_coalition).sum()
+
+    additive = HeadOutput(out.logits, out.shapley, out.shapley, None, out.bias)
+    loss = gap(coalition_values(additive, keep))
+    if out.pair is not None:
+        phi = out.shapley.detach()                                              # (B, N, K)
+        held = HeadOutput(out.logits, phi, phi - out.pair.sum(2) / 2, out.pair, out.bias)
+        loss = loss + gap(coalition_values(held, keep))
+    return loss
+
+
+def objective_loss(model: nn.Module, coalitions: int, counter: list[int] | None,
+                   objective: str) -> LossFn:
+    """The loss of `objective`: one of `OBJECTIVES` (`posthoc_loss`) or `PHI_FIRST`."""
+    if objective == PHI_FIRST:
+        return phi_first_loss(model, coalitions, counter)
+    return posthoc_loss(model, coalitions, counter, objective)
+
+
+def objective_evals(n: int, coalitions: int, objective: str) -> int:
+    """The frozen model's evaluations an image costs under `objective` (`evals_per_image`;
+    `PHI_FIRST` costs what "kernel" does)."""
+    return evals_per_image(n, coalitions, "kernel" if objective == PHI_FIRST else objective)
+
+
 def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
                 epochs: int | None = None, head: str = "vit_shapley", rank: int = 8,
                 pairwise: bool = True, extra_blocks: int = 0, coalitions: int = 32,
@@ -316,13 +481,19 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
     image costing `evals_per_image` an epoch (`coalitions` + 1 for the kernel objective), so
     budget / (images x that) epochs, rounded, at least one; or give `epochs` instead.
 
-    The explainer (`PostHocShap`): `head` "vit_shapley" (ViT-Shapley's head, unary only: the
-    default, the most exact at every budget `studies.posthoc_budget` measured), "harsanyi"
-    (post-hoc LearnedSHAP: unary terms and, with `pairwise`, rank-`rank` pair terms) or
-    "vit_shapley_pairs" (its attention block, then our unary and pair terms); `extra_blocks`
-    makes it deeper than the classifier. Trained by `posthoc_loss` with `objective` ("kernel":
+    The explainer (`PostHocShap`), by `head`:
+    - "vit_shapley": ViT-Shapley's head, unary only; the default, the most exact phi at every
+      budget `studies.posthoc_budget` measured;
+    - "harsanyi": post-hoc LearnedSHAP, unary terms and, with `pairwise`, rank-`rank` pairs;
+    - "vit_shapley_pairs": ViT-Shapley's attention block, then our unary and pair terms;
+    - "vit_shapley_readout_pairs": its whole head (block and MLP readout) with our unary and pair
+      terms beside it (`ReadoutPostHocShap`);
+    - "vit_shapley_plus_pairs": ViT-Shapley's explainer as it is, our pair terms beside it on its
+      detached tokens (`PlusPairsPostHocShap`; objective "phi_first"): its phi, with pairs.
+    `extra_blocks` makes it deeper than the classifier. Trained by `posthoc_loss` with `objective` ("kernel":
     paired Shapley-kernel coalitions, both ends exact; "permutation": regression onto
-    antithetic-permutation estimates; "mix": both), AdamW with a cosine schedule
+    antithetic-permutation estimates; "mix": both) or `phi_first_loss` ("phi_first": the kernel
+    objective with phi fitted alone and the pairs to what it leaves), AdamW with a cosine schedule
     (`models.train.train`), gradients clipped to `clip_norm` if given.
 
     checkpoint: a file to save the explainer to; a second call with the same arguments loads it
@@ -336,20 +507,23 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
     if isinstance(model, VisionTransformer):
         raise TypeError("wrap the timm model first and explain the wrapped one: "
                         "model = models.vit.as_vit(timm_model); fit_posthoc(model, loader, ...)")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {OBJECTIVES}")
+    if objective not in (*OBJECTIVES, PHI_FIRST):
+        raise ValueError(f"unknown objective {objective!r}; choose one of "
+                         f"{(*OBJECTIVES, PHI_FIRST)}")
+    if head == PLUS_PAIRS_HEAD and objective != PHI_FIRST:
+        raise ValueError(f"the {head} head learns its pair terms from what phi leaves: fit it "
+                         f"with objective={PHI_FIRST!r}")
     if (budget is None) == (epochs is None):
         raise ValueError("give either budget= (frozen-model evaluations) or epochs=, not "
                          f"{'both' if budget is not None else 'neither'}")
     with seeded(seed):                                  # the head's initialisation
-        explainer = PostHocShap(model, rank=rank, pairwise=pairwise, head=head,
-                                extra_blocks=extra_blocks)
+        explainer = new_explainer(model, head, rank, pairwise, extra_blocks)
     if epochs is None:
         images = len(loader.dataset) if hasattr(loader, "dataset") else None
         if not images:
             raise ValueError("budget= needs a loader over a sized dataset (len(loader.dataset)); "
                              "give epochs= instead")
-        per_epoch = images * evals_per_image(model.n_players, coalitions, objective)
+        per_epoch = images * objective_evals(model.n_players, coalitions, objective)
         if budget < per_epoch / 2:
             raise ValueError(f"a budget of {budget:,} evaluations is less than half an epoch "
                              f"({per_epoch:,}: {images:,} images, "
@@ -378,7 +552,7 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
     start = time.perf_counter()
     state = None if path is None else path.with_name(path.name + ".state.pt")
     history = train(explainer, loader, epochs=epochs, lr=lr, seed=seed,
-                    loss_fn=posthoc_loss(model, coalitions, counter, objective), device=device,
+                    loss_fn=objective_loss(model, coalitions, counter, objective), device=device,
                     progress=progress, state_path=state, counter=counter, clip_norm=clip_norm)
     if path is not None:
         save_checkpoint(path, explainer, {"run": run, "history": history,
@@ -405,4 +579,42 @@ def calibrate_posthoc(spec: ModelSpec, model: nn.Module, train_loader) -> None:
     model.calibrate(frozen_model(spec), next(iter(train_loader))["x"])
 
 
+def posthoc_vit_readout(spec: ModelSpec) -> nn.Module:
+    return ReadoutPostHocShap(frozen_model(spec), extra_blocks=spec.head.get("extra_blocks", 0),
+                              **head_options(spec))
+
+
+def posthoc_vit_phi_first(spec: ModelSpec) -> nn.Module:
+    return posthoc_explainer(frozen_model(spec), spec.head.get("kind", "harsanyi"),
+                             extra_blocks=spec.head.get("extra_blocks", 0), **head_options(spec))
+
+
+def posthoc_vit_phi_first_loss(spec: ModelSpec, steps_per_epoch: int,
+                               counter: list[int] | None) -> LossFn:
+    return phi_first_loss(frozen_model(spec), spec.head.get("coalitions", 32), counter)
+
+
+def posthoc_vit_plus_pairs(spec: ModelSpec) -> nn.Module:
+    return PlusPairsPostHocShap(frozen_model(spec), spec.head.get("rank", 8),
+                                spec.head.get("extra_blocks", 0))
+
+
+def spec_kind(head: str, objective: str = "kernel") -> str:
+    """The zoo kind of an explainer with `head` trained on `objective` (kinds of their own for
+    `READOUT_HEAD`, `PHI_FIRST` and `PLUS_PAIRS_HEAD`, which came after the others' checkpoints
+    and would otherwise change their keys)."""
+    if head == PLUS_PAIRS_HEAD:
+        if objective != PHI_FIRST:
+            raise ValueError(f"the {PLUS_PAIRS_HEAD} head trains with objective {PHI_FIRST!r}")
+        return "posthoc_vit_plus_pairs"
+    if objective == PHI_FIRST:
+        return "posthoc_vit_phi_first"
+    return "posthoc_vit_readout" if head == READOUT_HEAD else "posthoc_vit"
+
+
 register_kind("posthoc_vit", Kind(posthoc_vit, posthoc_vit_loss, calibrate_posthoc))
+register_kind("posthoc_vit_readout", Kind(posthoc_vit_readout, posthoc_vit_loss, calibrate_posthoc))
+register_kind("posthoc_vit_phi_first",
+              Kind(posthoc_vit_phi_first, posthoc_vit_phi_first_loss, calibrate_posthoc))
+register_kind("posthoc_vit_plus_pairs",
+              Kind(posthoc_vit_plus_pairs, posthoc_vit_phi_first_loss, calibrate_posthoc))

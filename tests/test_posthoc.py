@@ -229,6 +229,91 @@ def test_the_posthoc_objective_is_minimised_by_shapley_values_and_faith_shap_pai
     assert expected_loss(unary_fs, other) > expected_loss(unary_fs, pairs_fs)
 
 
+def test_phi_first_keeps_phi_at_the_shapley_values_whatever_the_pairs():
+    """The phi-first objective in expectation over the Shapley kernel (both ends exact), on a
+    game with interactions of every order: at phi = the exact Shapley values and pairs = the
+    order-2 Faith-Shap indices nothing moves; with wrong pairs and phi still exact, only the pairs
+    move."""
+    from models.harsanyi import HeadOutput
+    from models.posthoc import efficient, phi_first_error
+    from shapley.exact import coalition_masks, faith_shap, shapley_from_table, shapley_kernel_sizes
+
+    n, gen = 6, torch.Generator().manual_seed(7)
+    table = torch.randn(2**n, 2, generator=gen, dtype=torch.float64)           # (2^n, K)
+    masks = coalition_masks(n)                                                  # (2^n, n)
+    sizes = masks.sum(1)
+    counts = torch.tensor([math.comb(n, int(s)) for s in sizes], dtype=torch.float64)
+    weight = shapley_kernel_sizes(n).double()[sizes] / counts                   # (2^n,)
+    unary_fs, pairs_fs = faith_shap(table)
+    exact = shapley_from_table(table)                                           # (n, K)
+
+    def gradients(unary, pair, loss):
+        unary, pair = unary.clone().requires_grad_(True), pair.clone().requires_grad_(True)
+        out = efficient(HeadOutput(None, None, unary[None], pair[None], None),
+                        table[-1][None], table[0])
+        loss(out).backward()
+        return unary.grad, pair.grad, out.shapley[0].detach()
+
+    def phi_first(out):
+        return phi_first_error(out, masks[None], table[None], weight)
+
+    def joint(out):
+        return (weight[:, None] * (coalition_values(out, masks[None])[0] - table).square()).sum()
+
+    du, dp, phi = gradients(unary_fs, pairs_fs, phi_first)
+    torch.testing.assert_close(phi, exact, rtol=0, atol=1e-10)
+    assert du.abs().max() < 1e-10 and dp.abs().max() < 1e-10
+    wrong = pairs_fs + 0.1 * torch.randn(pairs_fs.shape, generator=gen, dtype=torch.float64)
+    wrong = (wrong + wrong.transpose(0, 1)) / 2 * (1 - torch.eye(n, dtype=torch.float64))[..., None]
+    unary = exact - wrong.sum(1) / 2                                            # phi still exact
+    du, dp, phi = gradients(unary, wrong, phi_first)
+    torch.testing.assert_close(phi, exact, rtol=0, atol=1e-10)
+    assert du.abs().max() < 1e-10 and dp.abs().max() > 1e-3
+    # in expectation the joint fit does not move phi either (what wrong pairs leave has zero
+    # Shapley values); the two objectives differ in what a sample of coalitions does
+    du_joint, dp_joint, _ = gradients(unary, wrong, joint)
+    assert du_joint.abs().max() < 1e-10 and dp_joint.abs().max() > 1e-3
+
+
+def test_pairs_beside_vit_shapley_leave_its_training_as_it_is(frozen, images):
+    """ViT-Shapley's explainer with our pair terms beside it, trained phi first: on the same
+    coalitions, every weight that computes phi gets the gradient ViT-Shapley's own loss gives
+    it, whatever the pair terms; the pair terms learn, and phi has its pairs' halves in it."""
+    from models.posthoc import PLUS_PAIRS_HEAD, new_explainer, phi_first_loss
+
+    with seeded(2):
+        plus = new_explainer(frozen, PLUS_PAIRS_HEAD, rank=2)
+        vit_shapley = PostHocShap(frozen, head="vit_shapley")
+    with torch.no_grad():
+        plus.head.pairs.pair_sign.normal_(generator=torch.Generator().manual_seed(0))
+    vit_shapley.backbone.load_state_dict(plus.backbone.state_dict())
+    vit_shapley.head.load_state_dict(plus.head.vit_shapley.state_dict())
+    for net in (plus, vit_shapley):
+        net.calibrate(frozen, images)
+        net.train()
+    ours = phi_first_loss(frozen, 8)(plus, {"x": images}, torch.Generator().manual_seed(3))[0]
+    theirs = posthoc_loss(frozen, 8)(vit_shapley, {"x": images},
+                                     torch.Generator().manual_seed(3))[0]
+    ours.backward()
+    theirs.backward()
+    assert ours > theirs > 0                             # the pair terms' own fit comes on top
+    for mine, same in ((plus.backbone, vit_shapley.backbone),
+                       (plus.head.vit_shapley, vit_shapley.head)):
+        for (name, a), b in zip(mine.named_parameters(), same.parameters()):
+            if b.grad is None:
+                assert a.grad is None or a.grad.abs().max() == 0, name
+            else:
+                torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7, msg=name)
+    assert plus.head.pairs.pair_sign.grad.abs().sum() > 0
+    assert plus.head.pairs.unary_proj.weight.grad is None
+    att = explain("learned_shap_posthoc", frozen, images, 1, explainer=plus.eval())
+    phi = explain("vit_shapley", frozen, images, 1, explainer=vit_shapley.eval())
+    torch.testing.assert_close(att.values, phi.values, rtol=1e-4, atol=1e-6)
+    assert att.extras["pairs"].abs().sum() > 0
+    with pytest.raises(ValueError, match="for no pair terms fit head='vit_shapley'"):
+        new_explainer(frozen, PLUS_PAIRS_HEAD, pairwise=False)
+
+
 def test_permutation_targets_are_unbiased_and_exact_on_a_pairwise_game():
     """The regression objective's targets: an antithetic pair of orders is exact on a game of
     order at most 2; on any game their mean over many orders is the Shapley value."""
@@ -272,14 +357,17 @@ def test_the_regression_objectives_count_their_evaluations_and_train(frozen, obj
 
 
 def test_vit_shapley_with_pairs_and_a_deeper_explainer_are_efficient_and_train(frozen, images):
+    from models.posthoc import READOUT_HEAD, new_explainer
+
     with seeded(1):
         attended = PostHocShap(frozen, rank=2, head="vit_shapley_pairs")
         deeper = PostHocShap(frozen, rank=2, extra_blocks=2)
+        readout = new_explainer(frozen, READOUT_HEAD, rank=2)
     base = sum(p.numel() for p in explainer_of(frozen).parameters())
     assert sum(p.numel() for p in deeper.parameters()) > base and len(deeper.extra) == 2
     with torch.no_grad():
         v_full = frozen(images)
-    for net in (attended, deeper):
+    for net in (attended, deeper, readout):
         net.calibrate(frozen, images)
         att = explain("learned_shap_posthoc", frozen, images, 1, explainer=net.eval())
         assert att.extras["pairs"].shape == (6, 9, 9)
@@ -288,6 +376,20 @@ def test_vit_shapley_with_pairs_and_a_deeper_explainer_are_efficient_and_train(f
         loss, _ = posthoc_loss(frozen, 8)(net.train(), {"x": images}, torch.Generator())
         loss.backward()
         assert all(p.grad is not None for p in net.extra.parameters())
+    # ViT-Shapley's MLP readout writes unary terms beside ours: phi = c_i + 1/2 sum_j c_ij still,
+    # and its weights train
+    assert readout.kind == READOUT_HEAD and all(p.grad is not None
+                                                for p in readout.head.mlp.parameters())
+    with torch.no_grad():
+        readout.head.harsanyi.pair_sign.normal_(generator=torch.Generator().manual_seed(0))
+        out = readout.head(torch.randn(2, 9, frozen.dim, generator=torch.Generator().manual_seed(1)))
+    assert out.pair.abs().sum() > 0
+    torch.testing.assert_close(out.shapley, out.unary + out.pair.sum(2) / 2)
+    torch.testing.assert_close(out.restrict(torch.ones(2, 9, dtype=torch.bool)), out.logits)
+    with pytest.raises(ValueError, match="vit_shapley_readout_pairs head, which vit_shapley does"):
+        explain("vit_shapley", frozen, images, 0, explainer=readout.eval())
+    with pytest.raises(ValueError, match="unknown explainer head 'mlp'.*vit_shapley_plus_pairs"):
+        new_explainer(frozen, "mlp")
     with pytest.raises(ValueError, match="vit_shapley_pairs head, which vit_shapley does not read"):
         explain("vit_shapley", frozen, images, 0, explainer=attended.eval())
     with pytest.raises(ValueError, match="extra_blocks must be >= 0"):

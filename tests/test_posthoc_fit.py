@@ -111,6 +111,27 @@ def test_budget_or_epochs_and_what_a_budget_buys(model):
         fit_posthoc(model, loader_of(32), epochs=1, objective="faith", progress=False)
 
 
+def test_vit_shapleys_head_with_pairs_fitted_phi_first(model, tmp_path):
+    """ViT-Shapley's head with our pair terms, trained phi first: it costs what the kernel
+    objective costs, and its values are efficient for the model's game, with pairs."""
+    from models.posthoc import PHI_FIRST, READOUT_HEAD
+
+    path = tmp_path / "explainer.pt"
+    explainer = fit_posthoc(model, loader_of(32), budget=500, head=READOUT_HEAD,
+                            objective=PHI_FIRST, rank=2, coalitions=4, checkpoint=path,
+                            progress=False)
+    assert torch.load(path, weights_only=True)["meta"]["frozen_evals"] == 3 * 160
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    att = explain("learned_shap_posthoc", model, x, 1, explainer=explainer)
+    with torch.no_grad():
+        total = (model(x) - explainer.v_empty)[:, 1]
+    torch.testing.assert_close(att.values.sum(1), total, rtol=0, atol=1e-5)
+    assert att.extras["pairs"].shape == (2, 9, 9) and att.extras["pairs"].abs().sum() > 0
+    with pytest.raises(ValueError, match="fit it with objective='phi_first'"):
+        fit_posthoc(model, loader_of(32), epochs=1, head="vit_shapley_plus_pairs",
+                    progress=False)
+
+
 def test_a_timm_vit_is_wrapped_once_and_explained(tmp_path):
     with seeded(0):
         vit = timm.models.vision_transformer.VisionTransformer(

@@ -25,7 +25,9 @@ def test_every_kind_is_registered_by_the_module_of_its_model():
     every model the zoo knows (defaults and the studies') names a registered kind."""
     home = {"learned_vit": "models.co_trained", "learned_r3d": "models.co_trained",
             "learned_patch_vit": "models.co_trained", "learned_tubelet_r3d": "models.co_trained",
-            "posthoc_vit": "models.posthoc", "posthoc_r3d": "models.posthoc_video",
+            "posthoc_vit": "models.posthoc", "posthoc_vit_readout": "models.posthoc",
+            "posthoc_vit_phi_first": "models.posthoc", "posthoc_vit_plus_pairs": "models.posthoc",
+            "posthoc_r3d": "models.posthoc_video",
             "surrogate_vit": "models.surrogate", "vit": "models.kinds", "r3d": "models.kinds",
             "resnet": "models.kinds"}
     assert {name: kind.build.__module__ for name, kind in zoo.KINDS.items()} == home
