@@ -490,11 +490,12 @@ def fit_posthoc(model: nn.Module, loader, *, budget: int | None = None,
       terms beside it (`ReadoutPostHocShap`);
     - "vit_shapley_plus_pairs": ViT-Shapley's explainer as it is, our pair terms beside it on its
       detached tokens (`PlusPairsPostHocShap`; objective "phi_first"): its phi, with pairs.
-    `extra_blocks` makes it deeper than the classifier. Trained by `posthoc_loss` with `objective` ("kernel":
-    paired Shapley-kernel coalitions, both ends exact; "permutation": regression onto
-    antithetic-permutation estimates; "mix": both) or `phi_first_loss` ("phi_first": the kernel
-    objective with phi fitted alone and the pairs to what it leaves), AdamW with a cosine schedule
-    (`models.train.train`), gradients clipped to `clip_norm` if given.
+    `extra_blocks` makes it deeper than the classifier. Trained by `posthoc_loss` with
+    `objective` ("kernel": paired Shapley-kernel coalitions, both ends exact; "permutation":
+    regression onto antithetic-permutation estimates; "mix": both) or `phi_first_loss`
+    ("phi_first": the kernel objective with phi fitted alone and the pairs to what it leaves),
+    AdamW with a cosine schedule (`models.train.train`), gradients clipped to `clip_norm` if
+    given.
 
     checkpoint: a file to save the explainer to; a second call with the same arguments loads it
     instead of training, and a call killed mid-training resumes from `<checkpoint>.state.pt`.
