@@ -17,7 +17,8 @@ explainer is scored like `evaluation.faithfulness.measure`: phi against its game
    each, so each point has its spread;
 3. **diagnostics** (`DIAGNOSTICS`): what the gap to ViT-Shapley comes from: our head without its
    pair terms, and ViT-Shapley's head with our unary terms beside it (no pairs), at 16 patches,
-   1x, on both seeds.
+   1x, on both seeds; and whether gradient clipping is what the deeper explainer's unclipped
+   run at 64 patches and 1x lacked (both seeds).
 
 Budgets are counted in the frozen model's evaluations (v(N) and the objective's coalitions, per
 image and epoch: `models.posthoc.evals_per_image`), turned into whole epochs of the same
@@ -71,7 +72,11 @@ DIAGNOSTICS: dict[str, dict] = {
     # ViT-Shapley's head with our linear unary terms beside it, no pairs: whether adding our
     # head's pair terms or its per-position unary terms is what costs `readout_pairs`
     "readout_unary": {**PAIRS, "kind": READOUT_HEAD, "pairwise": False},
+    # the deeper explainer with the co-trained recipe's gradient clipping, at 64 patches and 1x:
+    # whether clipping is what its unclipped run there lacked (one of two seeds did not train)
+    "deeper_clip": {**PAIRS, "extra_blocks": 2, "clip_norm": 1.0},
 }
+DIAGNOSTIC_SIZES = {"unary": 16, "readout_unary": 16, "deeper_clip": 64}   # players of each
 BASELINE = "vit_shapley"
 BASELINE_HEAD = {"kind": "vit_shapley", "coalitions": 32}
 BASE = {16: ("posthoc_vit_patches", 4, None), 64: ("posthoc_vit_patches64", 4, REFERENCE_BUDGET64),
@@ -155,9 +160,11 @@ def curve_points(sizes: list[int], rows: dict[str, dict], quick: bool) -> list[t
     return points
 
 
-def diagnostic_points() -> list[tuple]:
-    """(size, candidate, multiple, seed) of the diagnostics: 16 patches, 1x, both seeds."""
-    return [(16, c, 1.0, s) for c in DIAGNOSTICS for s in SEEDS]
+def diagnostic_points(sizes: list[int]) -> list[tuple]:
+    """(size, candidate, multiple, seed) of the diagnostics among `sizes`: each at its own number
+    of players (`DIAGNOSTIC_SIZES`), 1x, both seeds."""
+    return [(DIAGNOSTIC_SIZES[c], c, 1.0, s) for c in DIAGNOSTICS for s in SEEDS
+            if DIAGNOSTIC_SIZES[c] in sizes]
 
 
 def chosen(rows: dict[str, dict]) -> list[str]:
@@ -182,7 +189,7 @@ def run(stage: str, sizes: list[int], quick: bool, out: Path, progress: bool = T
         for point in curve_points(sizes, rows, quick):
             rows = compute(point, rows, quick, progress, path)
     if stage in ("diagnostics", "all") and not quick:
-        for point in diagnostic_points():
+        for point in diagnostic_points(sizes):
             rows = compute(point, rows, quick, progress, path)
     screened = sum(1 for p in screen_points() if zoo.resolve(spec_for(*p), quick).name in rows)
     return write_json(path, {"quick": quick, "rows": sorted(rows.values(), key=order),
@@ -279,7 +286,8 @@ def figure(results: dict):
             mean = [sum(v) / len(v) for v in y]
             line = ax.errorbar(x, mean, yerr=[[m - min(v) for m, v in zip(mean, y)],
                                               [max(v) - m for m, v in zip(mean, y)]],
-                               marker="os^Dv<>P"[i % 8], color=f"C{i}", capsize=3, lw=1)
+                               marker="os^Dv<>P"[i % 8], capsize=3, lw=1,
+                               color="black" if name == BASELINE else f"C{i % 10}")
             legend.setdefault(name, line)
             budgets.update(x)
             noise = max(r["reference_noise"]["max"] for _, rs in points for r in rs)

@@ -37,6 +37,19 @@ def test_the_curves_carry_the_screens_best_two_and_vit_shapley():
         pb.chosen({})
 
 
+def test_each_diagnostic_runs_at_its_own_size_and_only_when_asked():
+    """`--sizes 16` runs no 64-patch diagnostic; the clipped deeper explainer differs from the
+    deeper one by its clipping alone, at the same budget."""
+    assert set(pb.DIAGNOSTIC_SIZES) == set(pb.DIAGNOSTICS)
+    small = pb.diagnostic_points([16])
+    assert small and all(p[0] == 16 for p in small)
+    assert {p for p in pb.diagnostic_points([16, 64]) if p[0] == 64} == {
+        (64, "deeper_clip", 1.0, 0), (64, "deeper_clip", 1.0, 1)}
+    deeper, clipped = pb.spec_for(64, "deeper", 1.0, 0), pb.spec_for(64, "deeper_clip", 1.0, 0)
+    assert clipped.epochs == deeper.epochs and clipped.head["clip_norm"] == 1.0
+    assert {k: v for k, v in clipped.head.items() if k != "clip_norm"} == deeper.head
+
+
 def test_against_vit_shapley_compares_complete_points_only():
     """A budget enters the comparison once ViT-Shapley and one of ours have every seed; the best
     of ours is the lowest mean over seeds, among the explainers we offer (not the diagnostics)."""
