@@ -18,7 +18,8 @@ explainer is scored like `evaluation.faithfulness.measure`: phi against its game
 3. **diagnostics** (`DIAGNOSTICS`): what the gap to ViT-Shapley comes from: our head without its
    pair terms, and ViT-Shapley's head with our unary terms beside it (no pairs), at 16 patches,
    1x, on both seeds; and whether gradient clipping is what the deeper explainer's unclipped
-   run at 64 patches and 1x lacked (both seeds).
+   run at 64 patches and 1x lacked, with ViT-Shapley clipped the same way beside it (both
+   seeds).
 
 Budgets are counted in the frozen model's evaluations (v(N) and the objective's coalitions, per
 image and epoch: `models.posthoc.evals_per_image`), turned into whole epochs of the same
@@ -75,8 +76,12 @@ DIAGNOSTICS: dict[str, dict] = {
     # the deeper explainer with the co-trained recipe's gradient clipping, at 64 patches and 1x:
     # whether clipping is what its unclipped run there lacked (one of two seeds did not train)
     "deeper_clip": {**PAIRS, "extra_blocks": 2, "clip_norm": 1.0},
+    # and ViT-Shapley given the same clipping (its authors clip), so that it gets every change
+    # ours gets
+    "vit_shapley_clip": {"kind": "vit_shapley", "coalitions": 32, "clip_norm": 1.0},
 }
-DIAGNOSTIC_SIZES = {"unary": 16, "readout_unary": 16, "deeper_clip": 64}   # players of each
+DIAGNOSTIC_SIZES = {"unary": 16, "readout_unary": 16, "deeper_clip": 64,
+                    "vit_shapley_clip": 64}                                 # players of each
 BASELINE = "vit_shapley"
 BASELINE_HEAD = {"kind": "vit_shapley", "coalitions": 32}
 BASE = {16: ("posthoc_vit_patches", 4, None), 64: ("posthoc_vit_patches64", 4, REFERENCE_BUDGET64),

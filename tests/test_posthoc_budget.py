@@ -38,16 +38,18 @@ def test_the_curves_carry_the_screens_best_two_and_vit_shapley():
 
 
 def test_each_diagnostic_runs_at_its_own_size_and_only_when_asked():
-    """`--sizes 16` runs no 64-patch diagnostic; the clipped deeper explainer differs from the
-    deeper one by its clipping alone, at the same budget."""
+    """`--sizes 16` runs no 64-patch diagnostic; each clipped explainer differs from its unclipped
+    one by its clipping alone, at the same budget."""
     assert set(pb.DIAGNOSTIC_SIZES) == set(pb.DIAGNOSTICS)
     small = pb.diagnostic_points([16])
     assert small and all(p[0] == 16 for p in small)
     assert {p for p in pb.diagnostic_points([16, 64]) if p[0] == 64} == {
-        (64, "deeper_clip", 1.0, 0), (64, "deeper_clip", 1.0, 1)}
-    deeper, clipped = pb.spec_for(64, "deeper", 1.0, 0), pb.spec_for(64, "deeper_clip", 1.0, 0)
-    assert clipped.epochs == deeper.epochs and clipped.head["clip_norm"] == 1.0
-    assert {k: v for k, v in clipped.head.items() if k != "clip_norm"} == deeper.head
+        (64, c, 1.0, s) for c in ("deeper_clip", "vit_shapley_clip") for s in (0, 1)}
+    for plain, clipped in (("deeper", "deeper_clip"), ("vit_shapley", "vit_shapley_clip")):
+        plain, clipped = pb.spec_for(64, plain, 1.0, 0), pb.spec_for(64, clipped, 1.0, 0)
+        assert clipped.epochs == plain.epochs and clipped.head["clip_norm"] == 1.0
+        assert clipped.kind == plain.kind
+        assert {k: v for k, v in clipped.head.items() if k != "clip_norm"} == plain.head
 
 
 def test_against_vit_shapley_compares_complete_points_only():
