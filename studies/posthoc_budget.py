@@ -66,6 +66,8 @@ CANDIDATES: dict[str, dict] = {
     # ViT-Shapley's explainer as it is, our pair terms beside it on its detached tokens, phi first
     "plus_pairs": {**PAIRS, "kind": PLUS_PAIRS_HEAD, "objective": PHI_FIRST},
 }
+BASELINE = "vit_shapley"
+BASELINE_HEAD = {"kind": "vit_shapley", "coalitions": 32}
 # What the gap to ViT-Shapley comes from: our head without its pair terms, at the screen's budget
 # on both seeds (measured beside the curves, not carried into them)
 DIAGNOSTICS: dict[str, dict] = {
@@ -75,15 +77,13 @@ DIAGNOSTICS: dict[str, dict] = {
     "readout_unary": {**PAIRS, "kind": READOUT_HEAD, "pairwise": False},
     # the deeper explainer with the co-trained recipe's gradient clipping, at 64 patches and 1x:
     # whether clipping is what its unclipped run there lacked (one of two seeds did not train)
-    "deeper_clip": {**PAIRS, "extra_blocks": 2, "clip_norm": 1.0},
+    "deeper_clip": {**CANDIDATES["deeper"], "clip_norm": 1.0},
     # and ViT-Shapley given the same clipping (its authors clip), so that it gets every change
     # ours gets
-    "vit_shapley_clip": {"kind": "vit_shapley", "coalitions": 32, "clip_norm": 1.0},
+    "vit_shapley_clip": {**BASELINE_HEAD, "clip_norm": 1.0},
 }
 DIAGNOSTIC_SIZES = {"unary": 16, "readout_unary": 16, "deeper_clip": 64,
                     "vit_shapley_clip": 64}                                 # players of each
-BASELINE = "vit_shapley"
-BASELINE_HEAD = {"kind": "vit_shapley", "coalitions": 32}
 BASE = {16: ("posthoc_vit_patches", 4, None), 64: ("posthoc_vit_patches64", 4, REFERENCE_BUDGET64),
         196: ("posthoc_vit_patches196", 2, REFERENCE_BUDGET196)}   # spec, images a class, reference
 MULTIPLES = {16: (0.1, 0.3, 1.0, 3.0), 64: (0.1, 0.3, 0.6, 1.0), 196: (0.1, 0.3, 0.6, 1.0)}
